@@ -96,9 +96,17 @@ def _json_default(o):
     if isinstance(o, Path): return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
+def _finite(o):
+    "Replace NaN and infinities by `None` (JSON has no NaN), recursively."
+    if isinstance(o, float) and not np.isfinite(o): return None
+    if isinstance(o, dict): return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_finite(v) for v in o]
+    return o
+
 def write_json(obj, path, indent=2):
-    "Write `obj` as JSON to `path` atomically (numpy, torch and Path values converted)."
-    return write_text(json.dumps(obj, indent=indent, default=_json_default) + "\n", path)
+    "Write `obj` as standard JSON to `path` atomically (numpy, torch and Path values converted; NaN written as null)."
+    plain = json.loads(json.dumps(obj, default=_json_default))  # numpy/torch -> Python, NaN kept as float
+    return write_text(json.dumps(_finite(plain), indent=indent, allow_nan=False) + "\n", path)
 
 def read_json(path):
     "Read a JSON file, with an error naming `path` when it is missing or malformed."
