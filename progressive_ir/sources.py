@@ -11,7 +11,9 @@ import torch
 from .core import from_uint8_hwc, repo_root
 
 # %% auto #0
-__all__ = ['SAMPLE_IMAGES', 'SAMPLE_VIDEOS', 'sample_image', 'sample_images', 'data_dir', 'sample_videos']
+__all__ = ['SAMPLE_IMAGES', 'SAMPLE_VIDEOS', 'IMAGE_SUFFIXES', 'DIV2K_FOLDERS', 'RELOBLUR_BLUR_DIRS', 'RELOBLUR_SHARP_DIRS',
+           'sample_image', 'sample_images', 'data_dir', 'sample_videos', 'image_folder', 'div2k_images',
+           'davis_sequences', 'reloblur_pairs']
 
 # %% ../nbs/01_sources.ipynb #c006
 SAMPLE_IMAGES = {  # name -> (skimage.data loader, what it shows)
@@ -56,3 +58,96 @@ def sample_videos(names=None) -> dict:
         if n not in SAMPLE_VIDEOS: raise ValueError(f"name: expected one of {sorted(SAMPLE_VIDEOS)}, got {n!r}")
         out[n] = data_dir() / "videos" / SAMPLE_VIDEOS[n][0]
     return out
+
+# %% ../nbs/01_sources.ipynb #c013
+import warnings
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+def _need_dir(path, what, layout):
+    path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"{path}: no such folder ({what}; expected layout: {layout})")
+    return path
+
+def image_folder(root, suffixes=IMAGE_SUFFIXES, recursive=False) -> dict:
+    "The image files in `root` (sorted) as a dict stem -> Path; an error if there are none or two share a stem."
+    root = _need_dir(root, "an image folder", "image files directly inside it")
+    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir())
+                   if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+    if not files: raise FileNotFoundError(f"{root}: no image files ({', '.join(suffixes)}) in this folder")
+    out = {}
+    for p in files:
+        if p.stem in out: raise ValueError(f"{root}: two images share the name {p.stem!r} ({out[p.stem].name}, {p.name})")
+        out[p.stem] = p
+    return out
+
+# %% ../nbs/01_sources.ipynb #c017
+DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}
+_DIV2K_LAYOUT = "<root>/DIV2K_train_HR/0001.png..0800.png and <root>/DIV2K_valid_HR/0801.png..0900.png"
+
+def div2k_images(root, split="train") -> dict:
+    "DIV2K HR images of `split` ('train', 'valid' or 'all') as a dict name -> Path (`root`: the DIV2K folder or an HR folder)."
+    root = _need_dir(root, "DIV2K", _DIV2K_LAYOUT)
+    if split not in ("train", "valid", "all"): raise ValueError(f"split: expected 'train', 'valid' or 'all', got {split!r}")
+    if root.name in DIV2K_FOLDERS.values():  # pointed at an HR folder
+        if split != "all" and root.name != DIV2K_FOLDERS[split]:
+            raise ValueError(f"{root}: this is the {root.name} folder, but split={split!r} asks for {DIV2K_FOLDERS[split]}")
+        return image_folder(root, suffixes=(".png",))
+    splits = list(DIV2K_FOLDERS) if split == "all" else [split]
+    missing = [DIV2K_FOLDERS[s] for s in splits if not (root / DIV2K_FOLDERS[s]).is_dir()]
+    if missing: raise FileNotFoundError(f"{root}: no {', '.join(missing)} folder here (expected layout: {_DIV2K_LAYOUT})")
+    return {k: v for s in splits for k, v in image_folder(root / DIV2K_FOLDERS[s], suffixes=(".png",)).items()}
+
+# %% ../nbs/01_sources.ipynb #c020
+_DAVIS_LAYOUT = "<root>/JPEGImages/<resolution>/<sequence>/00000.jpg, 00001.jpg, ..."
+
+def davis_sequences(root, resolution="480p", sequences=None) -> dict:
+    "DAVIS 2016 sequences (all, or `sequences`) at `resolution` as a dict name -> list of frame Paths in order."
+    root = _need_dir(root, "DAVIS 2016", _DAVIS_LAYOUT)
+    base = root / "JPEGImages" / resolution
+    if not base.is_dir():
+        have = sorted(p.name for p in (root / "JPEGImages").iterdir() if p.is_dir()) if (root / "JPEGImages").is_dir() else []
+        raise FileNotFoundError(f"{root}: no JPEGImages/{resolution} folder (expected layout: {_DAVIS_LAYOUT}"
+                                f"{'; resolutions here: ' + ', '.join(have) if have else ''})")
+    names = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if sequences is not None:
+        unknown = [s for s in sequences if s not in names]
+        if unknown: raise ValueError(f"sequences: {unknown} not found in {base} (it has {len(names)} sequences)")
+        names = list(sequences)
+    if not names: raise FileNotFoundError(f"{base}: no sequence folders (expected layout: {_DAVIS_LAYOUT})")
+    return {n: list(image_folder(base / n).values()) for n in names}
+
+# %% ../nbs/01_sources.ipynb #c023
+RELOBLUR_BLUR_DIRS, RELOBLUR_SHARP_DIRS = ("blur", "blurred", "input"), ("sharp", "gt", "target")
+_RELOBLUR_LAYOUT = ("paired folders <root>/**/blur/<name>.png + <root>/**/sharp/<name>.png (or blurred|input + gt|target), "
+                    "or <root>/**/<name>_blur.png + <name>_sharp.png")
+
+def _images_under(root):
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+def reloblur_pairs(root, strict=True) -> dict:
+    "ReLoBlur (or any blurred/sharp set in one of the two layouts above) as a dict name -> (blurred Path, sharp Path)."
+    root = _need_dir(root, "ReLoBlur", _RELOBLUR_LAYOUT)
+    pairs, unmatched = {}, []
+    files = _images_under(root)
+    for p in files:  # layout 1: paired folders
+        if p.parent.name.lower() not in RELOBLUR_BLUR_DIRS: continue
+        partners = [q for d in p.parent.parent.iterdir() if d.is_dir() and d.name.lower() in RELOBLUR_SHARP_DIRS
+                    for q in [d / p.name] if q.is_file()]
+        rel = p.relative_to(root)
+        name = "/".join((*rel.parts[:-2], rel.stem))
+        if partners: pairs[name] = (p, partners[0])
+        else: unmatched.append(str(rel))
+    for p in files:  # layout 2: <name>_blur.png beside <name>_sharp.png
+        if not p.stem.endswith("_blur") or p.parent.name.lower() in RELOBLUR_BLUR_DIRS: continue
+        q = p.with_name(p.stem[:-5] + "_sharp" + p.suffix)
+        rel = p.relative_to(root).with_name(p.stem[:-5])
+        if q.is_file(): pairs[rel.as_posix()] = (p, q)
+        else: unmatched.append(str(p.relative_to(root)))
+    sharp_seen = {s for _, s in pairs.values()}
+    unmatched += [str(p.relative_to(root)) for p in files if p not in sharp_seen and (p.parent.name.lower() in RELOBLUR_SHARP_DIRS or p.stem.endswith("_sharp"))]
+    if unmatched:
+        msg = f"{root}: {len(unmatched)} image(s) without a partner, e.g. {unmatched[:3]}"
+        if strict: raise ValueError(msg + " (pass strict=False to skip them)")
+        warnings.warn(msg + "; skipped")
+    if not pairs: raise FileNotFoundError(f"{root}: no blurred/sharp pairs found (expected layout: {_RELOBLUR_LAYOUT})")
+    return dict(sorted(pairs.items()))
