@@ -135,7 +135,7 @@ def build_docs(profile="smoke", out=None) -> list[Path]:
     if written: print(f"rendered {len(written)} executed notebook(s) to {out}")
     return written
 
-# %% ../nbs/11_cli.ipynb #c026
+# %% ../nbs/11_cli.ipynb #c028
 def build_parser() -> argparse.ArgumentParser:
     "The `progressive-ir` argument parser, with a `--help` for every subcommand."
     p = argparse.ArgumentParser(prog="progressive-ir", description="Reproducible companion of two restoration papers: "
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list experiments, profiles and benchmarks", description="list experiments, profiles and benchmarks")
     return p
 
-# %% ../nbs/11_cli.ipynb #c027
+# %% ../nbs/11_cli.ipynb #c029
 def main(argv=None) -> int:
     "Entry point of the `progressive-ir` console script."
     import shlex
