@@ -15,18 +15,22 @@ from PIL import Image
 from .core import check_video, ffmpeg_exe, from_uint8_hwc, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng', 'jpeg_roundtrip',
-           'resolution_degrade', 'motion_blur_kernel', 'kernel_moments', 'filter2d', 'motion_blur', 'quantize8',
-           'sensor_noise', 'low_light', 'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks',
-           'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'BLUR_PAD_MODES', 'POISSON_GUIDE', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng',
+           'jpeg_roundtrip', 'resolution_degrade', 'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter2d',
+           'motion_blur', 'quantize8', 'sensor_noise', 'levels8', 'poisson_by_level', 'low_light', 'crf_compress',
+           'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
-def as_frames(x, name="x") -> torch.Tensor:
+def as_frames(x, name="x", check=True) -> torch.Tensor:
     "Check that `x` is `[3,H,W]` or `[...,3,H,W]` float in [0,1] and return it as float32 frames `[N,3,H,W]`."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 3 or x.shape[-3] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
         raise ValueError(f"{name}: expected shape [3,H,W] or [T,3,H,W], got {list(x.shape)}")
-    return check_video(x.reshape(-1, *x.shape[-3:]), name).float()
+    f = x.reshape(-1, *x.shape[-3:])
+    if not check:  # the caller has checked the values already (e.g. one image expanded to frames): shape and dtype only
+        if not f.is_floating_point(): raise ValueError(f"{name}: expected a float tensor, got {f.dtype}")
+        return f.float()
+    return check_video(f, name).float()
 
 def per_frame(value, n, name, allow_none=False) -> list:
     "Broadcast a scalar parameter (or check a sequence of `n` per-frame values) to a list of `n` values."
@@ -65,10 +69,10 @@ def jpeg_roundtrip(img, quality) -> torch.Tensor:
     Image.fromarray(to_uint8_hwc(img)).save(buf, format="JPEG", quality=int(quality))
     with Image.open(io.BytesIO(buf.getvalue())) as im: return from_uint8_hwc(np.asarray(im.convert("RGB"))).to(img.device)
 
-def resolution_degrade(x, scale, quality=None, seed=0) -> torch.Tensor:
+def resolution_degrade(x, scale, quality=None, seed=0, check=True) -> torch.Tensor:
     "Downscale by `scale` in (0,1] (antialiased bicubic), JPEG at `quality` (1..95, or None), upscale back (bicubic)."
     # `seed` is unused (resizing and JPEG are deterministic); it keeps the signature of the other degradations
-    f = as_frames(x); n, _, H, W = f.shape
+    f = as_frames(x, check=check); n, _, H, W = f.shape
     scales, quals = per_frame(scale, n, "scale"), per_frame(quality, n, "quality", allow_none=True)
     _check(scales, "scale", lambda s: 0 < s <= 1, "a downscaling factor in (0, 1]")
     _check(quals, "quality", lambda q: q == int(q) and 1 <= q <= 95, "an integer JPEG quality in 1..95 or None")
@@ -120,6 +124,16 @@ def kernel_moments(kernel) -> dict:
 DIRECT_MAX_TAPS = 32
 BLUR_PAD_MODES = ("replicate", "reflect")  # `filter2d` also takes "constant" (zeros), for layers that are not images
 
+def fft_size(n) -> int:
+    "The smallest `m >= n` whose prime factors are 2, 3 and 5 (FFTs of such sizes are fastest)."
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0: r //= p
+        if r == 1: return m
+        m += 1
+
 def _trim(k):
     "Drop all-zero outer rows/columns of a point-symmetric kernel, keeping it centred."
     while k.shape[0] > 1 and not k[0].any() and not k[-1].any(): k = k[1:-1]
@@ -141,14 +155,14 @@ def filter2d(frames, kernel, mode="replicate", method="auto") -> torch.Tensor:
             top, left = kh - 1 - i, kw - 1 - j
             out.add_(xp[..., top:top + H, left:left + W], alpha=k[i, j].item())
         return out
-    Hp, Wp = xp.shape[-2:]
+    Hp, Wp = fft_size(xp.shape[-2]), fft_size(xp.shape[-1])  # zeros after the padded frame: never read by the crop
     kp = F.pad(k, (0, Wp - kw, 0, Hp - kh)).roll((-(kh // 2), -(kw // 2)), (0, 1))
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(kp), s=(Hp, Wp))
+    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=(Hp, Wp)) * torch.fft.rfft2(kp), s=(Hp, Wp))
     return y[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
 
-def motion_blur(x, length, angle=0.0, mode="replicate", method="auto") -> torch.Tensor:
+def motion_blur(x, length, angle=0.0, mode="replicate", method="auto", check=True) -> torch.Tensor:
     "Blur each frame with `motion_blur_kernel(length, angle)`, padding edges by `mode`; `length` <= 1 is the identity."
-    f = as_frames(x); n = len(f)
+    f = as_frames(x, check=check); n = len(f)
     lengths, angles = per_frame(length, n, "length"), per_frame(angle, n, "angle")
     _check(lengths, "length", lambda v: v >= 0, "a non-negative number of pixels")
     if mode not in BLUR_PAD_MODES: raise ValueError(f"mode: expected one of {BLUR_PAD_MODES}, got {mode!r}")
@@ -175,9 +189,38 @@ def sensor_noise(y, shot_noise, read_noise, rng) -> torch.Tensor:
     if read_noise > 0: z = z + rng.normal(0.0, read_noise, z.shape)
     return torch.from_numpy(z).float().to(y.device)
 
-def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, quantize=True, seed=0):
+def levels8(img):
+    "The 8-bit levels (`uint8` array) of `img` when every value is one of the 256 levels `k / 255`, else None."
+    k = (img * 255).round()
+    return k.to(torch.uint8).cpu().numpy() if torch.equal(k / 255, img) else None
+
+POISSON_GUIDE = 4  # guide-table buckets per CDF column
+
+def poisson_by_level(levels, rates, rng) -> np.ndarray:
+    "Exact Poisson draws with rate `rates[levels]` (`levels` a `uint8` array, `rates` 256 rates): inverse CDF per level."
+    from scipy.special import gammaln, xlogy
+    rates = np.asarray(rates, dtype=np.float64); sd = np.sqrt(rates)
+    lo = np.floor(np.maximum(rates - 12 * sd - 2, 0)).astype(np.int64)  # below: probability < 1e-30
+    W = int(np.ceil(rates + 12 * sd + 20).max() - lo.min()) + 1
+    ks = lo[:, None] + np.arange(W)
+    cdf = np.cumsum(np.exp(xlogy(ks, rates[:, None]) - rates[:, None] - gammaln(ks + 1)), axis=1)
+    cdf[:, -1] = 1.0  # the last column takes the tail beyond it (< 1e-30): every u < 1 stops there at the latest
+    M = POISSON_GUIDE * W  # guide[v, j]: the first column whose CDF exceeds j / M, where the search for u in [j/M, (j+1)/M) starts
+    guide = np.stack([np.searchsorted(row, np.arange(M) / M, side="right") for row in cdf])
+    u = rng.random(levels.shape)
+    lv = levels.astype(np.intp)
+    col = guide[lv, (u * M).astype(np.intp)]
+    flat, base = cdf.ravel(), lv * W
+    todo = np.flatnonzero(flat[base + col] <= u)  # walk right while CDF <= u: rarely more than a step or two
+    while todo.size:
+        col.flat[todo] += 1
+        todo = todo[flat[base.flat[todo] + col.flat[todo]] <= u.flat[todo]]
+    return lo[lv] + col
+
+def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, quantize=True, seed=0,
+              check=True):
     "Darken (`exposure * x**gamma`), add Poisson-Gaussian noise, apply white-balance gains and highlight roll-off, quantise."
-    f = as_frames(x); n = len(f)
+    f = as_frames(x, check=check); n = len(f)
     ex, ga, ro = per_frame(exposure, n, "exposure"), per_frame(gamma, n, "gamma"), per_frame(rolloff, n, "rolloff")
     sn, rn = per_frame(shot_noise, n, "shot_noise"), per_frame(read_noise, n, "read_noise")
     wb = _per_frame_rgb(wb_gains, n, "wb_gains")
@@ -186,16 +229,27 @@ def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_nois
     for name, vals in (("rolloff", ro), ("shot_noise", sn), ("read_noise", rn)):
         _check(vals, name, lambda v: v >= 0, "a value >= 0")
     if (wb <= 0).any(): raise ValueError(f"wb_gains: expected positive gains, got {wb.min():g}")
-    out = []
+    out, seen = [], {}
     for i, img in enumerate(f):
-        y = (ex[i] * img ** ga[i]).clamp(max=1)
-        if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
+        if sn[i] > 0:  # 8-bit input (found once per distinct frame in memory): exact Poisson by inverse CDF per level
+            key = (img.data_ptr(), img.stride())
+            if key not in seen: seen[key] = levels8(img)
+            lv = seen[key]
+        if sn[i] > 0 and lv is not None:
+            rng = frame_rng(seed, i, "low_light8")
+            rates = np.minimum(ex[i] * (np.arange(256) / 255) ** ga[i], 1) / sn[i]
+            z = poisson_by_level(lv, rates, rng).astype(np.float32) * np.float32(sn[i])
+            if rn[i] > 0: z += np.float32(rn[i]) * rng.standard_normal(z.shape, dtype=np.float32)
+            y = torch.from_numpy(z).to(img.device)
+        else:
+            y = (ex[i] * img ** ga[i]).clamp(max=1)
+            if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
         y = (y * torch.tensor(wb[i], dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
         y = (y / (1 + ro[i] * y)).clamp(0, 1)
         out.append(quantize8(y) if quantize else y)
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c028
+# %% ../nbs/02_degradations.ipynb #c030
 CODECS = ("libx264", "libx265")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -236,7 +290,7 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
     y = torch.from_numpy(dec.reshape(n, Hp, Wp, 3).copy()).permute(0, 3, 1, 2).float().div(255)
     return _like(y[..., :H, :W], frames)
 
-# %% ../nbs/02_degradations.ipynb #c032
+# %% ../nbs/02_degradations.ipynb #c034
 def gaussian_noise(x, sigma, seed=0, clip=True, quantize=False) -> torch.Tensor:
     "Add white Gaussian noise of standard deviation `sigma`/255 (PromptIR uses sigma 15, 25, 50), clipped to [0,1]."
     f = as_frames(x); n = len(f)
@@ -249,7 +303,7 @@ def gaussian_noise(x, sigma, seed=0, clip=True, quantize=False) -> torch.Tensor:
         out.append(quantize8(y) if quantize else y)
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c035
+# %% ../nbs/02_degradations.ipynb #c037
 def rain_layer(height, width, density, length, angle, rng) -> torch.Tensor:
     "A `[H,W]` rain-streak layer in [0,1]: random drops drawn out along a `length`-px line at `angle` degrees."
     drops = (rng.random((height, width)) < density) * rng.uniform(0.4, 1.0, (height, width))
@@ -272,7 +326,7 @@ def rain_streaks(x, density=0.01, length=20.0, angle=80.0, seed=0, intensity=0.8
         out.append(1 - (1 - img) * (1 - rain))
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c038
+# %% ../nbs/02_degradations.ipynb #c040
 def smooth_random_field(height, width, seed=0, cells=4) -> torch.Tensor:
     "A smooth `[H,W]` random field in [0,1]: a `cells` x `cells` grid of uniform values, bicubically upsampled."
     grid = torch.from_numpy(frame_rng(seed, 0, "field").random((1, 1, cells, cells))).float()
