@@ -20,7 +20,7 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'sample_dir', 'build_latent_cache', 'LatentDataset', 'image_condition', 'x0_from_v', 'weighted_x0_loss',
            'make_lora_step', 'prepare_lora_training', 'restore_trajectory', 'restore_dataset', 'make_eval_fn',
            'evaluate_baselines_on', 'last_frame_table', 'BlurPairs', 'reloblur_dataset', 'synthetic_blur_dataset',
-           'blur_pairs']
+           'blur_pairs', 'trained_run', 'run_label']
 
 # %% ../nbs/10_cogvideo.ipynb #c006
 COGVIDEOX15_I2V = "THUDM/CogVideoX1.5-5B-I2V"
@@ -599,3 +599,22 @@ def blur_pairs(reloblur_root=None, size=(1360, 768), prompt_type="uniform", limi
     imgs = sample_images(names[:limit] if names and limit else names)
     if limit and not names: imgs = dict(list(imgs.items())[:limit])
     return synthetic_blur_dataset(imgs, size, standin_length, standin_angle, prompt_type)
+
+# %% ../nbs/10_cogvideo.ipynb #c069
+def trained_run(train_dir, model=None, preset=None) -> dict:
+    "A finished `05_cogvideo_train` run: its parameters, data record, LoRA folders, and the base `model`/`preset` to load."
+    train = Path(train_dir)
+    if not (train / "data.json").is_file():
+        raise FileNotFoundError(f"train_dir: {train} is not a finished 05_cogvideo_train run (no data.json); run that experiment first")
+    params, data = read_json(train / "run.json")["params"], read_json(train / "data.json")
+    if model: base = dict(model=model, preset=None)
+    elif preset: base = dict(model=None, preset=preset)
+    else: base = dict(model=params["model"], preset=None if params["model"] else params["preset"])
+    loras = {pt: train / pt / "lora" for pt in params["prompt_types"]}
+    return dict(train_dir=train, params=params, data=data, loras=loras, **base)
+
+def run_label(profile, model=None, preset=None) -> str:
+    "What the numbers of an evaluation with this base model are: smoke, random weights, or a real model + LoRA."
+    if model: return f"model {model} + LoRA"
+    if profile == "smoke": return "smoke: tiny random CogVideoX trained for a few steps; numbers are not results"
+    return f"random weights ({preset}): numbers are not results"
