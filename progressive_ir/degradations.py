@@ -15,10 +15,10 @@ from PIL import Image
 from .core import check_video, ffmpeg_exe, from_uint8_hwc, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'BLUR_PAD_MODES', 'POISSON_GUIDE', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng',
-           'jpeg_roundtrip', 'resolution_degrade', 'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter2d',
-           'motion_blur', 'quantize8', 'sensor_noise', 'levels8', 'poisson_by_level', 'low_light', 'crf_compress',
-           'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng', 'jpeg_roundtrip',
+           'resolution_degrade', 'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter2d', 'motion_blur',
+           'quantize8', 'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light',
+           'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
@@ -194,28 +194,53 @@ def levels8(img):
     k = (img * 255).round()
     return k.to(torch.uint8).cpu().numpy() if torch.equal(k / 255, img) else None
 
-POISSON_GUIDE = 4  # guide-table buckets per CDF column
+def poisson_bits(rates) -> int:
+    "Guide-table size (log2 of buckets per level) for Poisson `rates`: about 16 buckets per likely count, 2**9 to 2**13."
+    spread = 10 * np.sqrt(np.max(rates)) + 10  # counts within +-5 standard deviations
+    return int(np.clip(np.ceil(np.log2(16 * spread)), 9, 13))
 
-def poisson_by_level(levels, rates, rng) -> np.ndarray:
-    "Exact Poisson draws with rate `rates[levels]` (`levels` a `uint8` array, `rates` 256 rates): inverse CDF per level."
+def poisson_table(rates, bits=None):
+    "Inverse-CDF tables for Poisson `rates`: (lo, cdf `[L,W]` of counts lo..lo+W-1, guide `[L,2**bits]`: the count, or -1 - column)."
     from scipy.special import gammaln, xlogy
     rates = np.asarray(rates, dtype=np.float64); sd = np.sqrt(rates)
+    L, M = len(rates), 2 ** (poisson_bits(rates) if bits is None else bits)
     lo = np.floor(np.maximum(rates - 12 * sd - 2, 0)).astype(np.int64)  # below: probability < 1e-30
     W = int(np.ceil(rates + 12 * sd + 20).max() - lo.min()) + 1
     ks = lo[:, None] + np.arange(W)
     cdf = np.cumsum(np.exp(xlogy(ks, rates[:, None]) - rates[:, None] - gammaln(ks + 1)), axis=1)
     cdf[:, -1] = 1.0  # the last column takes the tail beyond it (< 1e-30): every u < 1 stops there at the latest
-    M = POISSON_GUIDE * W  # guide[v, j]: the first column whose CDF exceeds j / M, where the search for u in [j/M, (j+1)/M) starts
-    guide = np.stack([np.searchsorted(row, np.arange(M) / M, side="right") for row in cdf])
-    u = rng.random(levels.shape)
-    lv = levels.astype(np.intp)
-    col = guide[lv, (u * M).astype(np.intp)]
-    flat, base = cdf.ravel(), lv * W
-    todo = np.flatnonzero(flat[base + col] <= u)  # walk right while CDF <= u: rarely more than a step or two
-    while todo.size:
-        col.flat[todo] += 1
-        todo = todo[flat[base.flat[todo] + col.flat[todo]] <= u.flat[todo]]
-    return lo[lv] + col
+    # first[l, j] = the first column whose CDF exceeds j / M = how many CDF values are <= j / M, i.e. have ceil(M * CDF) <= j
+    edge = np.minimum(np.ceil(cdf * M), M + 1).astype(np.int64) + (M + 2) * np.arange(L)[:, None]
+    first = np.bincount(edge.ravel(), minlength=L * (M + 2)).reshape(L, M + 2).cumsum(axis=1)[:, :M + 1]
+    sure = first[:, :-1] == np.minimum(first[:, 1:], W - 1)  # the whole bucket [j/M, (j+1)/M) falls in one column
+    guide = np.where(sure, lo[:, None] + first[:, :-1], -1 - first[:, :-1])  # small (int16 when it fits) for fast look-ups
+    return lo, cdf, guide.astype(np.int16 if lo.max() + W < 2 ** 15 else np.int32)
+
+def poisson_by_level(levels, rates, rng) -> np.ndarray:
+    "Exact Poisson draws with rate `rates[levels]` (`levels` a `uint8` array, `rates` 256 rates): inverse CDF per level."
+    lo, cdf, guide = poisson_table(rates)
+    (M, W), bits = (guide.shape[1], cdf.shape[1]), guide.shape[1].bit_length() - 1
+    u = rng.integers(0, 2 ** 32, levels.shape, dtype=np.uint32)  # u / 2**32: a uniform draw on a 2**-32 grid
+    idx = u >> np.uint32(32 - bits); idx |= levels.astype(np.uint32) << np.uint32(bits)  # level * M + bucket
+    k = guide.ravel().take(idx.view(np.int32)).astype(np.int32)
+    todo = np.flatnonzero(k < 0)  # buckets holding a step of the CDF (about 1 %): search on from the bucket's first column
+    if todo.size:
+        lv = levels.ravel()[todo].astype(np.intp); col = -1 - k.ravel()[todo].astype(np.intp)
+        uu = u.ravel()[todo] * 2.0 ** -32; flat, base = cdf.ravel(), lv * W
+        walk = np.flatnonzero(flat[base + col] <= uu)
+        while walk.size:
+            col[walk] += 1
+            walk = walk[flat[base[walk] + col[walk]] <= uu[walk]]
+        k.ravel()[todo] = lo[lv] + col
+    return k
+
+def _finish8(z, gains, rolloff, quantize) -> torch.Tensor:
+    "White-balance `gains`, highlight `rolloff`, clipping and 8-bit rounding of the noisy signal `z` (float32 `[3,H,W]`, in place)."
+    z *= np.asarray(gains, np.float32)[:, None, None]; np.maximum(z, 0, out=z)
+    if rolloff: z /= z * np.float32(rolloff) + 1
+    np.minimum(z, 1, out=z)
+    if quantize: z *= 255; np.rint(z, out=z); z /= 255
+    return torch.from_numpy(z)
 
 def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, quantize=True, seed=0,
               check=True):
@@ -238,12 +263,13 @@ def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_nois
         if sn[i] > 0 and lv is not None:
             rng = frame_rng(seed, i, "low_light8")
             rates = np.minimum(ex[i] * (np.arange(256) / 255) ** ga[i], 1) / sn[i]
-            z = poisson_by_level(lv, rates, rng).astype(np.float32) * np.float32(sn[i])
-            if rn[i] > 0: z += np.float32(rn[i]) * rng.standard_normal(z.shape, dtype=np.float32)
-            y = torch.from_numpy(z).to(img.device)
-        else:
-            y = (ex[i] * img ** ga[i]).clamp(max=1)
-            if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
+            z = poisson_by_level(lv, rates, rng).astype(np.float32); z *= np.float32(sn[i])
+            if rn[i] > 0:  # torch draws the normals faster than NumPy, from a generator seeded by this frame's stream
+                g = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
+                z += torch.randn(z.shape, generator=g).mul_(float(rn[i])).numpy()
+            out.append(_finish8(z, wb[i], ro[i], quantize).to(img.device)); continue
+        y = (ex[i] * img ** ga[i]).clamp(max=1)
+        if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
         y = (y * torch.tensor(wb[i], dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
         y = (y / (1 + ro[i] * y)).clamp(0, 1)
         out.append(quantize8(y) if quantize else y)

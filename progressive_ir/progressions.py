@@ -201,7 +201,7 @@ def write_preview(frames_uint8, path, fps=5, crf=18, preset=PREVIEW_PRESET):
     import imageio_ffmpeg
     T, H, W, _ = frames_uint8.shape
     w = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-                                    quality=None, output_params=["-preset", preset, "-crf", str(crf)], ffmpeg_log_level="error")
+                                    quality=None, output_params=["-preset", preset, "-crf", str(crf), "-threads", "1"], ffmpeg_log_level="error")
     w.send(None)
     for f in frames_uint8: w.send(np.ascontiguousarray(f))
     w.close()
@@ -212,7 +212,7 @@ def write_lossless_video(frames_uint8, path, fps=5):
     import imageio_ffmpeg
     T, H, W, _ = frames_uint8.shape
     w = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, codec="utvideo", pix_fmt_out="gbrp", macro_block_size=1,
-                                    quality=None, ffmpeg_log_level="error")
+                                    quality=None, output_params=["-threads", "1", "-fflags", "+bitexact"], ffmpeg_log_level="error")
     w.send(None)
     for f in frames_uint8: w.send(np.ascontiguousarray(f))
     w.close()
