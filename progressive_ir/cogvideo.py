@@ -8,7 +8,7 @@ import contextlib, hashlib, json, math, re, shutil, tempfile
 from pathlib import Path
 
 import torch
-from .core import (atomic_path, check_image, check_video, get_device, read_json, resize_center_crop, save_image,
+from .core import (atomic_dir, atomic_path, check_image, check_video, get_device, read_json, resize_center_crop, save_image,
                    write_json, write_text, write_video)
 
 # %% auto #0
@@ -188,17 +188,11 @@ def save_lora(transformer, path, adapter_name="default"):
     transformer = _unwrap(transformer)
     if adapter_name not in (getattr(transformer, "peft_config", None) or {}):
         raise ValueError(f"adapter_name: the transformer has no LoRA adapter {adapter_name!r}; call add_lora first")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         CogVideoXImageToVideoPipeline.save_lora_weights(
             tmp, transformer_lora_layers=get_peft_model_state_dict(transformer, adapter_name=adapter_name),
             transformer_lora_adapter_metadata=transformer.peft_config[adapter_name].to_dict())
-        if path.exists(): shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
-    return path
+    return Path(path)
 
 def load_lora(pipe, path, adapter_name="restore"):
     "Load a LoRA folder written by `save_lora` into `pipe` with the pipeline's own `load_lora_weights`."

@@ -14,8 +14,8 @@ from PIL import Image, ImageOps
 
 # %% auto #0
 __all__ = ['PACKAGES', 'PROFILES', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc', 'pil_to_tensor',
-           'tensor_to_pil', 'atomic_path', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe', 'load_image',
-           'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop', 'image_grid',
+           'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe',
+           'load_image', 'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop', 'image_grid',
            'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder', 'experiments_dir',
            'load_profile', 'runs_root', 'run_dir']
 
@@ -85,6 +85,21 @@ def atomic_path(path):
     finally:
         if tmp.exists(): tmp.unlink()
 
+@contextlib.contextmanager
+def atomic_dir(path):
+    "Yield a temporary folder next to `path` (named `.tmp-<name>-*`); it replaces `path` on success and is deleted on failure."
+    import shutil
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        if path.exists(): shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
 def write_text(text: str, path):
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: tmp.write_text(text)
@@ -117,7 +132,7 @@ def read_json(path):
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
-# %% ../nbs/00_core.ipynb #c020
+# %% ../nbs/00_core.ipynb #c022
 def ffmpeg_exe() -> str:
     "Path of the ffmpeg binary shipped by `imageio-ffmpeg` (has libx264 and libx265)."
     import imageio_ffmpeg
@@ -136,7 +151,7 @@ def _png_is_rgb16(path) -> bool:
     with open(path, "rb") as f: head = f.read(26)
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
-# %% ../nbs/00_core.ipynb #c021
+# %% ../nbs/00_core.ipynb #c023
 def load_image(path) -> torch.Tensor:
     "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied; modes converted as in `pil_to_tensor`)."
     path = Path(path)
@@ -152,7 +167,7 @@ def load_image(path) -> torch.Tensor:
     except Exception as e:
         raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): {e}") from None
 
-# %% ../nbs/00_core.ipynb #c023
+# %% ../nbs/00_core.ipynb #c025
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 def save_image(img, path, quality=95, bits=8):
@@ -174,7 +189,7 @@ def save_image(img, path, quality=95, bits=8):
                          "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(tmp)], path, stdin=arr.tobytes())
     return path
 
-# %% ../nbs/00_core.ipynb #c028
+# %% ../nbs/00_core.ipynb #c030
 def video_info(path) -> dict:
     "Frame rate, size and frame count of a video file."
     import imageio_ffmpeg
@@ -205,7 +220,7 @@ def read_video(path, start=0, max_frames=None) -> torch.Tensor:
     if not frames: raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames})")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
 
-# %% ../nbs/00_core.ipynb #c029
+# %% ../nbs/00_core.ipynb #c031
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
     "ffmpeg codec, pixel format and output parameters for `write_video`."
     if codec not in ("libx264", "libx265"): raise ValueError(f"codec: expected 'libx264' or 'libx265', got {codec!r}")
@@ -234,7 +249,7 @@ def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, pr
         w.close()
     return path
 
-# %% ../nbs/00_core.ipynb #c033
+# %% ../nbs/00_core.ipynb #c035
 def resize_center_crop(img, size) -> torch.Tensor:
     "Scale `[3,H,W]` (or `[...,3,H,W]`) to cover `size=(width, height)` (antialiased bicubic), then centre-crop to it."
     W, H = int(size[0]), int(size[1])
@@ -247,7 +262,7 @@ def resize_center_crop(img, size) -> torch.Tensor:
     top, left = (nh - H) // 2, (nw - W) // 2
     return x[..., top:top + H, left:left + W].clamp(0, 1).contiguous()
 
-# %% ../nbs/00_core.ipynb #c036
+# %% ../nbs/00_core.ipynb #c038
 def image_grid(rows, labels=None, thumb_height=128, pad=4, label_height=14) -> Image.Image:
     "Lay out `rows` (lists of `[3,H,W]` images) as a labelled grid, every image scaled to `thumb_height`."
     from PIL import ImageDraw
@@ -265,7 +280,7 @@ def image_grid(rows, labels=None, thumb_height=128, pad=4, label_height=14) -> I
             x += t.size[0] + pad
     return sheet
 
-# %% ../nbs/00_core.ipynb #c039
+# %% ../nbs/00_core.ipynb #c041
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (all devices) with `seed`; return it."
     if not isinstance(seed, int) or seed < 0: raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
@@ -283,7 +298,7 @@ def get_device(device=None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
     return dev
 
-# %% ../nbs/00_core.ipynb #c042
+# %% ../nbs/00_core.ipynb #c044
 PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "lpips", "scikit-image",
             "numpy", "pillow", "imageio-ffmpeg", "papermill", "progressive_ir")
 
@@ -317,7 +332,7 @@ def env_info() -> dict:
                 device=gpu[0] if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)",
                 packages={p: _version(p) for p in PACKAGES}, git_commit=git_commit())
 
-# %% ../nbs/00_core.ipynb #c045
+# %% ../nbs/00_core.ipynb #c047
 class RunFolder:
     "A folder for one run's outputs, with `run.json` recording parameters, seed, commit and package versions."
     def __init__(self, path, params=None, seed=None):
@@ -344,7 +359,7 @@ class RunFolder:
 
 def _now(): return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-# %% ../nbs/00_core.ipynb #c048
+# %% ../nbs/00_core.ipynb #c050
 PROFILES = ("smoke", "gpu", "paper")
 
 def experiments_dir() -> Path:

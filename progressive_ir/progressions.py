@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .core import (check_image, load_image, read_video, resize_center_crop, to_uint8_hwc, write_json,
+from .core import (atomic_dir, check_image, load_image, read_video, resize_center_crop, to_uint8_hwc, write_json,
                                  read_json)
 from .degradations import crf_compress, low_light, motion_blur, quantize8, resolution_degrade
 from .prompts import scene_prompt, uniform_prompt
@@ -308,17 +308,7 @@ def _locked(build):
 
 def _write_sample(out_dir, sample_id, write_files):
     "Write a sample with `write_files(tmp_folder) -> record` into a temp folder and rename it into place; return the record."
-    samples = Path(out_dir) / "samples"
-    tmp = samples / f".tmp-{sample_id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        record = write_files(tmp)
-        final = samples / sample_id
-        if final.exists(): shutil.rmtree(final)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return record
+    with atomic_dir(Path(out_dir) / "samples" / sample_id) as tmp: return write_files(tmp)
 
 def _commit(out_dir, sample_id, write_files, manifest):
     "`_write_sample`, then append the sample's record to `manifest`."
