@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import ffmpeg_exe
+from .core import ffmpeg_exe, to_uint8_hwc
 from .degradations import motion_blur_kernel
 from .metrics import image_metrics
 
@@ -161,7 +161,7 @@ def ffmpeg_filter(x, vf) -> torch.Tensor:
     if name not in ffmpeg_filters(): raise ValueError(f"vf: this ffmpeg build has no {name!r} filter ({ffmpeg_exe()})")
     f = x.detach().reshape(-1, *x.shape[-3:]).cpu()
     n, _, H, W = f.shape
-    raw = (f * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy().tobytes()
+    raw = to_uint8_hwc(f).tobytes()
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
            "-i", "-", "-vf", f"format=gbrp,{vf},format=rgb24", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     r = subprocess.run(cmd, input=raw, capture_output=True)

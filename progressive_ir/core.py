@@ -43,8 +43,8 @@ def check_video(frames, name="frames"):
 
 # %% ../nbs/00_core.ipynb #c009
 def to_uint8_hwc(img) -> np.ndarray:
-    "Convert an image `[3,H,W]` (or `[1,H,W]`) in [0,1] to a `uint8` array `[H,W,C]`, rounding to nearest."
-    return (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    "Convert `[...,C,H,W]` in [0,1] (an image, or frames `[T,3,H,W]`) to a contiguous `uint8` array `[...,H,W,C]`, rounding to nearest."
+    return (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).contiguous().cpu().numpy()
 
 def from_uint8_hwc(arr) -> torch.Tensor:
     "Convert a `uint8` (or `uint16`) array `[H,W,C]` or `[H,W]` to a float32 tensor `[C,H,W]` in [0,1]."
@@ -240,7 +240,7 @@ def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, pr
     vcodec, pix, params = _video_params(codec, crf, lossless, preset, pix_fmt, qp)
     if pix in ("yuv420p", "yuv420p10le") and (H % 2 or W % 2):
         raise ValueError(f"frames: {pix} needs an even width and height, got {W}x{H}; crop or pad first, or use lossless=True")
-    arr = (frames.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    arr = to_uint8_hwc(frames)
     with atomic_path(path) as tmp:
         w = imageio_ffmpeg.write_frames(str(tmp), (W, H), fps=fps, codec=vcodec, pix_fmt_out=pix, macro_block_size=1,
                                         quality=None, output_params=params, ffmpeg_log_level="error")

@@ -305,7 +305,7 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
     if not isinstance(fps, numbers.Real) or fps <= 0: raise ValueError(f"fps: expected a positive frame rate, got {fps!r}")
     fp = F.pad(f, (0, W % 2, 0, H % 2), mode="replicate") if (H % 2 or W % 2) else f
     Hp, Wp = fp.shape[-2:]
-    raw = (fp.cpu() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy().tobytes()
+    raw = to_uint8_hwc(fp).tobytes()
     with tempfile.TemporaryDirectory(prefix="crf_") as d:
         path = str(Path(d) / "video.mp4")
         _ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{Wp}x{Hp}", "-r", f"{fps:g}", "-i", "-",

@@ -218,10 +218,6 @@ def write_lossless_video(frames_uint8, path, fps=5):
     w.close()
     return Path(path)
 
-def _uint8_frames(video) -> np.ndarray:
-    "All frames `[T,3,H,W]` as one `uint8` array `[T,H,W,3]` (one conversion instead of one per frame)."
-    return (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
 def files_sha256(paths) -> str:
     "SHA-256 over the names and bytes of `paths`, in order."
     h = hashlib.sha256()
@@ -473,7 +469,7 @@ def _pair_sample(tmp, sid, name, src, frames, first, split, P):
     lq = crf_compress(frames, crf=P["crf"], codec=P["codec"], preset=P["preset"])
     (tmp / "lq").mkdir(); (tmp / "gt").mkdir()
     names = [f"{first + i:05d}.png" for i in range(len(frames))]
-    for a, b, n in zip(_uint8_frames(lq), _uint8_frames(frames), names): save_png(a, tmp / "lq" / n); save_png(b, tmp / "gt" / n)
+    for a, b, n in zip(to_uint8_hwc(lq), to_uint8_hwc(frames), names): save_png(a, tmp / "lq" / n); save_png(b, tmp / "gt" / n)
     files = [tmp / "lq" / n for n in names] + [tmp / "gt" / n for n in names]
     path = Path(src[0]).parent if isinstance(src, (list, tuple)) else Path(src)  # a frame list: its folder
     return dict(id=sid, source=name, source_path=str(path), task="crf", crf=P["crf"],
