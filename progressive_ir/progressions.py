@@ -23,9 +23,8 @@ __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'SCHEDULES', 'TASK_DEFAULTS'
            'FRAME_FORMATS', 'FRAMES_VIDEO', 'PREVIEW_PRESET', 'check_task', 'strength_level', 'degradation_levels',
            'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target', 'degrade_frames',
            'make_progression', 'assign_splits', 'save_png', 'write_preview', 'write_lossless_video', 'files_sha256',
-           'read_manifest', 'build_lock', 'strength_name', 'psnr_to_clean', 'build_progression_dataset',
-           'build_crf_pairs', 'read_frames', 'ProgressionVideoDataset', 'PairDataset', 'progression_sources',
-           'build_progressions']
+           'read_manifest', 'build_lock', 'strength_name', 'build_progression_dataset', 'build_crf_pairs',
+           'read_frames', 'ProgressionVideoDataset', 'PairDataset', 'progression_sources', 'build_progressions']
 
 # %% ../nbs/06_progressions.ipynb #c006
 TASKS = ("resolution", "blur", "lowlight", "crf")
@@ -336,13 +335,8 @@ def _load_source(src) -> torch.Tensor:
     if isinstance(src, torch.Tensor): return check_image(src, "source image")
     return load_image(src)
 
-def psnr_to_clean(video) -> list:
-    "PSNR in dB (`10 log10(1 / MSE)`, images in [0,1]) of each frame but the last of `video` `[T,3,H,W]` to the last."
-    mse = (video[:-1] - video[-1]).pow(2).mean(dim=(-3, -2, -1))  # float32 with torch's pairwise sums: plenty for 8-bit frames
-    return [float("inf") if m == 0 else 10 * math.log10(1 / m) for m in mse.tolist()]
-
 def _psnr_to_clean_uint8(arr) -> list:
-    "`psnr_to_clean` of `uint8` frames `[T,H,W,3]`, from exact integer squared errors."
+    "PSNR (dB) of each `uint8` frame `[T,H,W,3]` but the last to the last, from exact integer errors (what `metrics.psnr` gives)."
     last, out = arr[-1].astype(np.int16), []
     for f in arr[:-1]:
         d = (f.astype(np.int16) - last).ravel().astype(np.int32)
