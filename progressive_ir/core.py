@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime, importlib.metadata, json, os, platform, random, subprocess, sys, tempfile
+import contextlib, datetime, importlib.metadata, json, math, os, platform, random, subprocess, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +15,9 @@ from PIL import Image, ImageOps
 # %% auto #0
 __all__ = ['PACKAGES', 'PROFILES', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc', 'pil_to_tensor',
            'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe',
-           'load_image', 'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop', 'image_grid',
-           'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder', 'experiments_dir',
-           'load_profile', 'runs_root', 'run_dir']
+           'run_ffmpeg', 'load_image', 'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop',
+           'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder',
+           'experiments_dir', 'load_profile', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #c006
 def check_image(img, name="image", channels=(3,)):
@@ -29,8 +29,9 @@ def check_image(img, name="image", channels=(3,)):
 
 def _check_values(x, name):
     if not x.is_floating_point(): raise ValueError(f"{name}: expected a float tensor, got {x.dtype}")
-    if not torch.isfinite(x).all(): raise ValueError(f"{name}: contains NaN or infinite values")
-    lo, hi = x.min().item(), x.max().item()
+    if x.numel() == 0: raise ValueError(f"{name}: is empty, got shape {list(x.shape)}")
+    lo, hi = (v.item() for v in torch.aminmax(x.detach()))  # one pass; a NaN anywhere makes both NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"{name}: contains NaN or infinite values")
     if lo < 0 or hi > 1: raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
     return x
 
@@ -138,27 +139,37 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
     return imageio_ffmpeg.get_ffmpeg_exe()
 
-def _run_ffmpeg(args, path, stdin=None):
-    "Run ffmpeg quietly; on failure raise a `ValueError` naming `path` and ffmpeg's last message."
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin" if stdin is None else "-y", "-y", *args],
-                       input=stdin, capture_output=True)
-    if r.returncode != 0:
-        msg = r.stderr.decode(errors="replace").strip().splitlines()
-        raise ValueError(f"{path}: ffmpeg failed ({msg[-1] if msg else 'no message'})")
-    return r.stdout
+def run_ffmpeg(args, what, stdin=None) -> bytes:
+    "Run ffmpeg quietly with `args`, piping in the bytes `stdin`; return its stdout, or raise a `ValueError` naming `what`."
+    import threading
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: ffmpeg's messages can never block it
+        p = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *(["-nostdin"] if stdin is None else []), *args],
+                             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        def feed():  # one large write (subprocess.run would write 512-byte pieces, a third of a video's encoding cost)
+            try: p.stdin.write(stdin)
+            except BrokenPipeError: pass  # ffmpeg stopped early: its message says why
+            finally: p.stdin.close()
+        feeder = threading.Thread(target=feed) if stdin is not None else None
+        if feeder: feeder.start()
+        out = p.stdout.read(); p.stdout.close()
+        if feeder: feeder.join()
+        if p.wait() != 0:
+            err.seek(0); msg = err.read().decode(errors="replace").strip().splitlines()
+            raise ValueError(f"{what}: ffmpeg failed ({msg[-1] if msg else 'no message'})")
+    return out
 
 def _png_is_rgb16(path) -> bool:
     with open(path, "rb") as f: head = f.read(26)
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
-# %% ../nbs/00_core.ipynb #c023
+# %% ../nbs/00_core.ipynb #c025
 def load_image(path) -> torch.Tensor:
     "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied; modes converted as in `pil_to_tensor`)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such image file")
     if _png_is_rgb16(path):
         with Image.open(path) as im: w, h = im.size
-        raw = _run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
+        raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
         return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
     try:
         with Image.open(path) as im:
@@ -167,7 +178,7 @@ def load_image(path) -> torch.Tensor:
     except Exception as e:
         raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): {e}") from None
 
-# %% ../nbs/00_core.ipynb #c025
+# %% ../nbs/00_core.ipynb #c027
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 def save_image(img, path, quality=95, bits=8):
@@ -185,11 +196,11 @@ def save_image(img, path, quality=95, bits=8):
             Image.fromarray((img[0].cpu().double() * 65535).round().numpy().astype(np.uint16)).save(tmp, format="PNG")
         else:
             arr = (img.detach().cpu().double().permute(1, 2, 0) * 65535).round().numpy().astype("<u2")
-            _run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
+            run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
                          "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(tmp)], path, stdin=arr.tobytes())
     return path
 
-# %% ../nbs/00_core.ipynb #c030
+# %% ../nbs/00_core.ipynb #c032
 def video_info(path) -> dict:
     "Frame rate, size and frame count of a video file."
     import imageio_ffmpeg
@@ -220,7 +231,7 @@ def read_video(path, start=0, max_frames=None) -> torch.Tensor:
     if not frames: raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames})")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
 
-# %% ../nbs/00_core.ipynb #c031
+# %% ../nbs/00_core.ipynb #c033
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
     "ffmpeg codec, pixel format and output parameters for `write_video`."
     if codec not in ("libx264", "libx265"): raise ValueError(f"codec: expected 'libx264' or 'libx265', got {codec!r}")
@@ -249,9 +260,9 @@ def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, pr
         w.close()
     return path
 
-# %% ../nbs/00_core.ipynb #c035
+# %% ../nbs/00_core.ipynb #c037
 def resize_center_crop(img, size) -> torch.Tensor:
-    "Scale `[3,H,W]` (or `[...,3,H,W]`) to cover `size=(width, height)` (antialiased bicubic), then centre-crop to it."
+    "Scale `[3,H,W]` (or `[...,3,H,W]`; float in [0,1] or `uint8`) to cover `size=(width, height)` (antialiased bicubic), then centre-crop."
     W, H = int(size[0]), int(size[1])
     if W < 1 or H < 1: raise ValueError(f"size: expected positive (width, height), got {size}")
     h, w = img.shape[-2:]
@@ -260,9 +271,10 @@ def resize_center_crop(img, size) -> torch.Tensor:
     x = img if (nh, nw) == (h, w) else F.interpolate(img.reshape(-1, *img.shape[-3:]), size=(nh, nw), mode="bicubic",
                                                        antialias=True, align_corners=False).reshape(*img.shape[:-2], nh, nw)
     top, left = (nh - H) // 2, (nw - W) // 2
-    return x[..., top:top + H, left:left + W].clamp(0, 1).contiguous()
+    x = x[..., top:top + H, left:left + W]
+    return (x if img.dtype == torch.uint8 else x.clamp(0, 1)).contiguous()
 
-# %% ../nbs/00_core.ipynb #c038
+# %% ../nbs/00_core.ipynb #c040
 def image_grid(rows, labels=None, thumb_height=128, pad=4, label_height=14) -> Image.Image:
     "Lay out `rows` (lists of `[3,H,W]` images) as a labelled grid, every image scaled to `thumb_height`."
     from PIL import ImageDraw
@@ -280,7 +292,7 @@ def image_grid(rows, labels=None, thumb_height=128, pad=4, label_height=14) -> I
             x += t.size[0] + pad
     return sheet
 
-# %% ../nbs/00_core.ipynb #c041
+# %% ../nbs/00_core.ipynb #c043
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (all devices) with `seed`; return it."
     if not isinstance(seed, int) or seed < 0: raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
@@ -298,7 +310,7 @@ def get_device(device=None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
     return dev
 
-# %% ../nbs/00_core.ipynb #c044
+# %% ../nbs/00_core.ipynb #c046
 PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "lpips", "scikit-image",
             "numpy", "pillow", "imageio-ffmpeg", "papermill", "progressive_ir")
 
@@ -332,7 +344,7 @@ def env_info() -> dict:
                 device=gpu[0] if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)",
                 packages={p: _version(p) for p in PACKAGES}, git_commit=git_commit())
 
-# %% ../nbs/00_core.ipynb #c047
+# %% ../nbs/00_core.ipynb #c049
 class RunFolder:
     "A folder for one run's outputs, with `run.json` recording parameters, seed, commit and package versions."
     def __init__(self, path, params=None, seed=None):
@@ -359,7 +371,7 @@ class RunFolder:
 
 def _now(): return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-# %% ../nbs/00_core.ipynb #c050
+# %% ../nbs/00_core.ipynb #c052
 PROFILES = ("smoke", "gpu", "paper")
 
 def experiments_dir() -> Path:

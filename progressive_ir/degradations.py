@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_degradations.ipynb #c003
 from __future__ import annotations
-import io, math, numbers, subprocess, tempfile
+import io, math, numbers, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core import check_video, ffmpeg_exe, from_uint8_hwc, to_uint8_hwc
+from .core import check_video, from_uint8_hwc, run_ffmpeg, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng', 'jpeg_roundtrip',
-           'resolution_degrade', 'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter2d', 'motion_blur',
-           'quantize8', 'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light',
-           'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng', 'jpeg8',
+           'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade', 'motion_blur_kernel', 'kernel_moments',
+           'fft_size', 'filter_stack', 'filter2d', 'motion_blur', 'motion_blur8', 'quantize8', 'sensor_noise',
+           'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light8', 'low_light', 'crf_compress',
+           'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
@@ -60,29 +61,43 @@ def _check(vals, name, ok, expected):
 def _like(frames, x): return frames.reshape(x.shape).to(x.device)
 
 # %% ../nbs/02_degradations.ipynb #c009
-def _bicubic(img, size_hw):
-    return F.interpolate(img[None], size=size_hw, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+def _resize8(arr, hw) -> np.ndarray:
+    "Resize a `uint8` image `[H,W,3]` to `hw=(height, width)`: antialiased bicubic in torch's 8-bit kernel."
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]  # a channels-last view: the fast 8-bit path
+    y = F.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False)
+    return y.contiguous(memory_format=torch.channels_last)[0].permute(1, 2, 0).numpy()  # [H,W,3] memory, no copy
+
+def jpeg8(arr, quality) -> np.ndarray:
+    "Encode a `uint8` image `[H,W,3]` as JPEG with Pillow at `quality` (1..95) and decode it back."
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
+    with Image.open(io.BytesIO(buf.getvalue())) as im: return np.array(im.convert("RGB"))  # a writable array
 
 def jpeg_roundtrip(img, quality) -> torch.Tensor:
     "Encode an image `[3,H,W]` as JPEG with Pillow at `quality` (1..95) and decode it back."
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8_hwc(img)).save(buf, format="JPEG", quality=int(quality))
-    with Image.open(io.BytesIO(buf.getvalue())) as im: return from_uint8_hwc(np.asarray(im.convert("RGB"))).to(img.device)
+    return from_uint8_hwc(jpeg8(to_uint8_hwc(img), quality)).to(img.device)
 
-def resolution_degrade(x, scale, quality=None, seed=0, check=True) -> torch.Tensor:
-    "Downscale by `scale` in (0,1] (antialiased bicubic), JPEG at `quality` (1..95, or None), upscale back (bicubic)."
-    # `seed` is unused (resizing and JPEG are deterministic); it keeps the signature of the other degradations
-    f = as_frames(x, check=check); n, _, H, W = f.shape
-    scales, quals = per_frame(scale, n, "scale"), per_frame(quality, n, "quality", allow_none=True)
+def _check_resolution(scales, quals):
     _check(scales, "scale", lambda s: 0 < s <= 1, "a downscaling factor in (0, 1]")
     _check(quals, "quality", lambda q: q == int(q) and 1 <= q <= 95, "an integer JPEG quality in 1..95 or None")
-    out = []
-    for img, s, q in zip(f, scales, quals):
-        hw = (max(1, round(H * s)), max(1, round(W * s)))
-        y = img if hw == (H, W) else _bicubic(img, hw)
-        if q is not None: y = jpeg_roundtrip(y, q)
-        out.append(y if hw == (H, W) else _bicubic(y, (H, W)))
-    return _like(torch.stack(out), x)
+
+def resolution_degrade8(arr, scale, quality=None) -> np.ndarray:
+    "Downscale a `uint8` image `[H,W,3]` by `scale` in (0,1], JPEG it at `quality` (1..95, or None), upscale it back."
+    _check_resolution([scale], [quality])
+    H, W = arr.shape[:2]
+    hw = (max(1, round(H * scale)), max(1, round(W * scale)))
+    y = arr if hw == (H, W) else _resize8(arr, hw)
+    if quality is not None: y = jpeg8(y, quality)
+    return y if hw == (H, W) else _resize8(y, (H, W))
+
+def resolution_degrade(x, scale, quality=None, seed=0, check=True) -> torch.Tensor:
+    "`resolution_degrade8` on each frame of `x` (rounded to 8 bits): downscale by `scale`, JPEG at `quality`, upscale back."
+    # `seed` is unused (resizing and JPEG are deterministic); it keeps the signature of the other degradations
+    f = as_frames(x, check=check); n = len(f)
+    scales, quals = per_frame(scale, n, "scale"), per_frame(quality, n, "quality", allow_none=True)
+    _check_resolution(scales, quals)
+    out = np.stack([resolution_degrade8(a, s, q) for a, s, q in zip(to_uint8_hwc(f), scales, quals)])
+    return _like(torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255), x)
 
 # %% ../nbs/02_degradations.ipynb #c014
 def motion_blur_kernel(length, angle=0.0, size=None) -> torch.Tensor:
@@ -121,7 +136,8 @@ def kernel_moments(kernel) -> dict:
     return dict(center=(cx.item(), cy.item()), angle=angle, var_along=evals[1].item(), var_across=evals[0].item())
 
 # %% ../nbs/02_degradations.ipynb #c020
-DIRECT_MAX_TAPS = 32
+DIRECT_MAX_TAPS = 40
+STRIP_ROWS = 16
 BLUR_PAD_MODES = ("replicate", "reflect")  # `filter2d` also takes "constant" (zeros), for layers that are not images
 
 def fft_size(n) -> int:
@@ -140,35 +156,70 @@ def _trim(k):
     while k.shape[1] > 1 and not k[:, 0].any() and not k[:, -1].any(): k = k[:, 1:-1]
     return k
 
+def _kernel_fft(k, Hp, Wp):
+    "The 2-D real FFT of kernel `k` zero-padded to `(Hp, Wp)` with its centre moved to (0, 0)."
+    kh, kw = k.shape
+    return torch.fft.rfft2(F.pad(k, (0, Wp - kw, 0, Hp - kh)).roll((-(kh // 2), -(kw // 2)), (0, 1)))
+
+def filter_stack(img, kernels, emit, mode="replicate", method="auto"):
+    "Convolve `img` `[C,H,W]` with each of `kernels` (padding and transforming it once); `emit(i, row, block)` takes the results."
+    if method not in ("auto", "direct", "fft"): raise ValueError(f"method: expected 'auto', 'direct' or 'fft', got {method!r}")
+    C, H, W = img.shape
+    ks = [_trim(k.to(img.device, img.dtype)) for k in kernels]
+    R, Q = max(k.shape[0] for k in ks) // 2, max(k.shape[1] for k in ks) // 2
+    if mode == "reflect" and (R >= H or Q >= W):
+        raise ValueError(f"mode: 'reflect' needs frames larger than the kernel radius ({R}, {Q}); use 'replicate'")
+    xp, X = F.pad(img[None], (Q, Q, R, R), mode=mode)[0], None
+    for i, k in enumerate(ks):
+        (kh, kw), taps = k.shape, k.nonzero().tolist()
+        if (method == "auto" and len(taps) <= DIRECT_MAX_TAPS) or method == "direct":  # y(p) = sum_m k(m) x(p - m)
+            shifts = [(R + kh // 2 - a, Q + kw // 2 - b, k[a, b].item()) for a, b in taps]
+            buf = img.new_empty(C, min(STRIP_ROWS, H), W)
+            for r0 in range(0, H, STRIP_ROWS):
+                r1 = min(H, r0 + STRIP_ROWS); o = buf[:, :r1 - r0].zero_()
+                for top, left, w in shifts: o.add_(xp[:, r0 + top:r1 + top, left:left + W], alpha=w)
+                emit(i, r0, o)
+            continue
+        if X is None: Hp, Wp = fft_size(H + 2 * R), fft_size(W + 2 * Q); X = torch.fft.rfft2(xp, s=(Hp, Wp))
+        emit(i, 0, torch.fft.irfft2(X * _kernel_fft(k, Hp, Wp), s=(Hp, Wp))[:, R:R + H, Q:Q + W])
+
 def filter2d(frames, kernel, mode="replicate", method="auto") -> torch.Tensor:
     "Convolve frames `[N,C,H,W]` with an odd-sized 2-D `kernel` after padding by `mode`; `method` 'direct', 'fft' or 'auto'."
-    k = _trim(kernel.to(frames.device, frames.dtype))
-    (kh, kw), (n, c, H, W) = k.shape, frames.shape
-    if method == "auto": method = "direct" if int((k != 0).sum()) <= DIRECT_MAX_TAPS else "fft"
-    if method not in ("direct", "fft"): raise ValueError(f"method: expected 'auto', 'direct' or 'fft', got {method!r}")
-    if mode == "reflect" and (kh // 2 >= H or kw // 2 >= W):
-        raise ValueError(f"mode: 'reflect' needs frames larger than the kernel radius ({kh // 2}, {kw // 2}); use 'replicate'")
-    xp = F.pad(frames, (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
-    if method == "direct":  # y(p) = sum_m k(m) x(p - m), one shifted copy per non-zero tap
-        out = torch.zeros_like(frames)
-        for i, j in k.nonzero().tolist():
-            top, left = kh - 1 - i, kw - 1 - j
-            out.add_(xp[..., top:top + H, left:left + W], alpha=k[i, j].item())
-        return out
-    Hp, Wp = fft_size(xp.shape[-2]), fft_size(xp.shape[-1])  # zeros after the padded frame: never read by the crop
-    kp = F.pad(k, (0, Wp - kw, 0, Hp - kh)).roll((-(kh // 2), -(kw // 2)), (0, 1))
-    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=(Hp, Wp)) * torch.fft.rfft2(kp), s=(Hp, Wp))
-    return y[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
+    out = torch.empty(frames.shape, dtype=frames.dtype, device=frames.device)
+    for n, img in enumerate(frames):
+        filter_stack(img, [kernel], lambda i, r0, y: out[n, :, r0:r0 + y.shape[1]].copy_(y), mode, method)
+    return out
+
+def _blur_params(n, length, angle, mode):
+    lengths, angles = per_frame(length, n, "length"), per_frame(angle, n, "angle")
+    _check(lengths, "length", lambda v: v >= 0, "a non-negative number of pixels")
+    if mode not in BLUR_PAD_MODES: raise ValueError(f"mode: expected one of {BLUR_PAD_MODES}, got {mode!r}")
+    return lengths, angles
 
 def motion_blur(x, length, angle=0.0, mode="replicate", method="auto", check=True) -> torch.Tensor:
     "Blur each frame with `motion_blur_kernel(length, angle)`, padding edges by `mode`; `length` <= 1 is the identity."
     f = as_frames(x, check=check); n = len(f)
-    lengths, angles = per_frame(length, n, "length"), per_frame(angle, n, "angle")
-    _check(lengths, "length", lambda v: v >= 0, "a non-negative number of pixels")
-    if mode not in BLUR_PAD_MODES: raise ValueError(f"mode: expected one of {BLUR_PAD_MODES}, got {mode!r}")
-    out = [img if L <= 1 else filter2d(img[None], motion_blur_kernel(L, a), mode, method)[0].clamp(0, 1)
-           for img, L, a in zip(f, lengths, angles)]
-    return _like(torch.stack(out), x)
+    lengths, angles = _blur_params(n, length, angle, mode)
+    out, groups = torch.empty(f.shape, dtype=f.dtype, device=f.device), {}
+    for i, (img, L) in enumerate(zip(f, lengths)):
+        if L <= 1: out[i] = img
+        else: groups.setdefault((img.data_ptr(), img.stride()), []).append(i)  # frames that are one image in memory
+    for idx in groups.values():
+        emit = lambda j, r0, y: out[idx[j], :, r0:r0 + y.shape[1]].copy_(y)
+        filter_stack(f[idx[0]], [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode, method)
+    return _like(out.clamp_(0, 1), x)
+
+def motion_blur8(arr, length, angle=0.0, mode="replicate", out=None) -> np.ndarray:
+    "Blur a `uint8` image `[H,W,3]` once per value of `length` (and `angle`): `uint8` frames `[N,H,W,3]`, into `out` if given."
+    n = len(length) if isinstance(length, (list, tuple)) else 1
+    lengths, angles = _blur_params(n, length, angle, mode)
+    out = np.empty((n, *arr.shape), np.uint8) if out is None else out
+    o8, idx = torch.from_numpy(out), [i for i, L in enumerate(lengths) if L > 1]
+    for i, L in enumerate(lengths):
+        if L <= 1: out[i] = arr
+    def emit(j, r0, y): o8[idx[j], r0:r0 + y.shape[1]].copy_(y.mul(255).round_().clamp_(0, 255).permute(1, 2, 0))
+    if idx: filter_stack(torch.from_numpy(arr).permute(2, 0, 1).float().div_(255), [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode)
+    return out
 
 # %% ../nbs/02_degradations.ipynb #c024
 def _per_frame_rgb(value, n, name):
@@ -234,13 +285,28 @@ def poisson_by_level(levels, rates, rng) -> np.ndarray:
         k.ravel()[todo] = lo[lv] + col
     return k
 
-def _finish8(z, gains, rolloff, quantize) -> torch.Tensor:
-    "White-balance `gains`, highlight `rolloff`, clipping and 8-bit rounding of the noisy signal `z` (float32 `[3,H,W]`, in place)."
-    z *= np.asarray(gains, np.float32)[:, None, None]; np.maximum(z, 0, out=z)
-    if rolloff: z /= z * np.float32(rolloff) + 1
-    np.minimum(z, 1, out=z)
-    if quantize: z *= 255; np.rint(z, out=z); z /= 255
-    return torch.from_numpy(z)
+def _check_low_light(ex, ga, ro, sn, rn, wb):
+    _check(ex, "exposure", lambda v: v > 0, "a positive exposure factor")
+    _check(ga, "gamma", lambda v: v > 0, "a positive gamma")
+    for name, vals in (("rolloff", ro), ("shot_noise", sn), ("read_noise", rn)):
+        _check(vals, name, lambda v: v >= 0, "a value >= 0")
+    if (np.asarray(wb) <= 0).any(): raise ValueError(f"wb_gains: expected positive gains, got {np.min(wb):g}")
+
+def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, rng=None,
+               quantize=True) -> np.ndarray:
+    "`low_light` of one `uint8` image `[H,W,3]` with exact Poisson counts per level: `uint8` out, or float32 in [0,1] if not `quantize`."
+    wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
+    _check_low_light([exposure], [gamma], [rolloff], [shot_noise], [read_noise], wb)
+    rng = np.random.default_rng(0) if rng is None else rng
+    signal = np.minimum(exposure * (np.arange(256) / 255) ** gamma, 1)  # the darkened value of each level
+    unit = shot_noise if shot_noise > 0 else 1.0  # z counts photons (or is the signal itself without shot noise)
+    z = torch.from_numpy(poisson_by_level(levels, signal / shot_noise, rng) if shot_noise > 0 else signal[levels]).float()
+    if read_noise > 0:  # torch draws the normals faster than NumPy, from a generator seeded by this frame's stream
+        z.add_(torch.randn(z.shape, generator=torch.Generator().manual_seed(int(rng.integers(2 ** 63)))), alpha=read_noise / unit)
+    z.mul_(torch.tensor(wb * 255 * unit, dtype=torch.float32)).clamp_(min=0)  # gains, in 8-bit units
+    if rolloff: z.div_(z.mul(rolloff / 255).add_(1))
+    z.clamp_(max=255)
+    return z.round_().to(torch.uint8).numpy() if quantize else z.div_(255).numpy()
 
 def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, quantize=True, seed=0,
               check=True):
@@ -249,25 +315,17 @@ def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_nois
     ex, ga, ro = per_frame(exposure, n, "exposure"), per_frame(gamma, n, "gamma"), per_frame(rolloff, n, "rolloff")
     sn, rn = per_frame(shot_noise, n, "shot_noise"), per_frame(read_noise, n, "read_noise")
     wb = _per_frame_rgb(wb_gains, n, "wb_gains")
-    _check(ex, "exposure", lambda v: v > 0, "a positive exposure factor")
-    _check(ga, "gamma", lambda v: v > 0, "a positive gamma")
-    for name, vals in (("rolloff", ro), ("shot_noise", sn), ("read_noise", rn)):
-        _check(vals, name, lambda v: v >= 0, "a value >= 0")
-    if (wb <= 0).any(): raise ValueError(f"wb_gains: expected positive gains, got {wb.min():g}")
+    _check_low_light(ex, ga, ro, sn, rn, wb)
     out, seen = [], {}
     for i, img in enumerate(f):
-        if sn[i] > 0:  # 8-bit input (found once per distinct frame in memory): exact Poisson by inverse CDF per level
+        if sn[i] > 0:  # 8-bit input (found once per distinct frame in memory): `low_light8`
             key = (img.data_ptr(), img.stride())
             if key not in seen: seen[key] = levels8(img)
-            lv = seen[key]
-        if sn[i] > 0 and lv is not None:
-            rng = frame_rng(seed, i, "low_light8")
-            rates = np.minimum(ex[i] * (np.arange(256) / 255) ** ga[i], 1) / sn[i]
-            z = poisson_by_level(lv, rates, rng).astype(np.float32); z *= np.float32(sn[i])
-            if rn[i] > 0:  # torch draws the normals faster than NumPy, from a generator seeded by this frame's stream
-                g = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
-                z += torch.randn(z.shape, generator=g).mul_(float(rn[i])).numpy()
-            out.append(_finish8(z, wb[i], ro[i], quantize).to(img.device)); continue
+            if seen[key] is not None:
+                y = low_light8(np.ascontiguousarray(seen[key].transpose(1, 2, 0)), ex[i], ga[i], ro[i], wb[i], sn[i], rn[i],
+                               frame_rng(seed, i, "low_light8"), quantize)
+                y = torch.from_numpy(y).permute(2, 0, 1).float()
+                out.append((y / 255 if quantize else y).to(img.device)); continue
         y = (ex[i] * img ** ga[i]).clamp(max=1)
         if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
         y = (y * torch.tensor(wb[i], dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
@@ -285,13 +343,6 @@ def _encoder_args(codec, crf, preset, lossless):
     if lossless: return ["-c:v", "libx265", "-pix_fmt", "gbrp", "-preset", preset, *quiet]
     return ["-c:v", codec, "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{float(crf):g}", *quiet]
 
-def _ffmpeg(args, stdin=None) -> bytes:
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], input=stdin, capture_output=True)
-    if r.returncode != 0:
-        msg = r.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"ffmpeg failed: {msg[-1] if msg else 'no message'}")
-    return r.stdout
-
 def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=False, fps=25) -> torch.Tensor:
     "Encode frames with ffmpeg (`codec` libx264/libx265, yuv420p, `preset`) at `crf` (0..51) and decode them back, frame-aligned."
     if isinstance(frames, torch.Tensor) and frames.ndim > 4:
@@ -305,12 +356,12 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
     if not isinstance(fps, numbers.Real) or fps <= 0: raise ValueError(f"fps: expected a positive frame rate, got {fps!r}")
     fp = F.pad(f, (0, W % 2, 0, H % 2), mode="replicate") if (H % 2 or W % 2) else f
     Hp, Wp = fp.shape[-2:]
-    raw = to_uint8_hwc(fp).tobytes()
+    raw = memoryview(to_uint8_hwc(fp)).cast("B")
     with tempfile.TemporaryDirectory(prefix="crf_") as d:
         path = str(Path(d) / "video.mp4")
-        _ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{Wp}x{Hp}", "-r", f"{fps:g}", "-i", "-",
-                 *_encoder_args(codec, crf, preset, lossless), path], stdin=raw)
-        out = _ffmpeg(["-nostdin", "-i", path, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{Wp}x{Hp}", "-r", f"{fps:g}", "-i", "-",
+                    *_encoder_args(codec, crf, preset, lossless), path], f"crf_compress (encoding with {codec})", stdin=raw)
+        out = run_ffmpeg(["-i", path, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], "crf_compress (decoding)")
     dec = np.frombuffer(out, dtype=np.uint8)
     if dec.size != n * Hp * Wp * 3: raise RuntimeError(f"crf_compress: decoded {dec.size // (Hp * Wp * 3)} frames, expected {n}")
     y = torch.from_numpy(dec.reshape(n, Hp, Wp, 3).copy()).permute(0, 3, 1, 2).float().div(255)

@@ -12,17 +12,17 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .core import (atomic_dir, check_image, load_image, read_video, resize_center_crop, to_uint8_hwc, write_json,
-                                 read_json)
-from .degradations import crf_compress, low_light, motion_blur, quantize8, resolution_degrade
+from .core import (atomic_dir, check_image, run_ffmpeg, load_image, read_video, resize_center_crop, to_uint8_hwc,
+                                 write_json, read_json)
+from .degradations import crf_compress, frame_rng, low_light8, motion_blur8, quantize8, resolution_degrade8
 from .prompts import scene_prompt, uniform_prompt
 from .sources import image_folder, IMAGE_SUFFIXES
 
 # %% auto #0
 __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'SCHEDULES', 'TASK_DEFAULTS', 'MAX_UPSCALE', 'MANIFEST', 'PNG_COMPRESS_LEVEL',
            'FRAME_FORMATS', 'FRAMES_VIDEO', 'PREVIEW_PRESET', 'check_task', 'strength_level', 'degradation_levels',
-           'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target', 'degrade_frames',
-           'make_progression', 'assign_splits', 'save_png', 'write_preview', 'write_lossless_video', 'files_sha256',
+           'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8', 'clean_target',
+           'degrade_frames', 'make_progression', 'assign_splits', 'save_png', 'write_sample_videos', 'files_sha256',
            'read_manifest', 'build_lock', 'strength_name', 'build_progression_dataset', 'build_crf_pairs',
            'read_frames', 'ProgressionVideoDataset', 'PairDataset', 'progression_sources', 'build_progressions']
 
@@ -115,60 +115,62 @@ def frame_schedule(task, strength, frames=9, schedule="linear", width=1360, seed
 # %% ../nbs/06_progressions.ipynb #c015
 MAX_UPSCALE = 4.0
 
-def clean_target(img, size=(1360, 768)) -> torch.Tensor:
-    "The clean last frame for `img`: resized and centre-cropped to `size=(width, height)`, rounded to 8 bits."
+def clean_target8(img, size=(1360, 768)) -> np.ndarray:
+    "The clean last frame for `img` as a `uint8` array `[H,W,3]`: `img` rounded to 8 bits, resized and centre-cropped to `size`."
     check_image(img, "img")
     W, H = int(size[0]), int(size[1])
     up = max(W / img.shape[-1], H / img.shape[-2])
     if up > MAX_UPSCALE:
         raise ValueError(f"img: {img.shape[-1]}x{img.shape[-2]} is smaller than a quarter of size {W}x{H} "
                          f"(it would need upscaling by {up:.1f} > {MAX_UPSCALE:g}); use a larger image or a smaller size")
-    return quantize8(resize_center_crop(img, (W, H)))
-
-def _to_uint8(y, out):
-    "Write frames `y` `[N,3,H,W]` in [0,1] rounded to 8 bits into the `uint8` array `out` `[N,H,W,3]` (consumes `y`)."
-    out[...] = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-def _degrade_uint8(task, clean, params, seed, out):
-    "Degrade the checked 8-bit image `clean` once per dict of `params` into the `uint8` array `out` `[N,H,W,3]`."
-    x, col = clean.expand(len(params), *clean.shape), lambda k: [p[k] for p in params]
-    if task in ("resolution", "blur"):
-        for i, p in enumerate(params):  # frame by frame: one frame's float buffers at a time
-            y = (resolution_degrade(x[i:i + 1], p["scale"], p["jpeg_quality"], seed=seed, check=False) if task == "resolution"
-                 else motion_blur(x[i:i + 1], p["length"], p["angle"], check=False))
-            _to_uint8(y, out[i:i + 1])
-    elif task == "lowlight":  # one call: frame i draws its noise from (seed, i), as in a direct call of `low_light`
-        _to_uint8(low_light(x, col("exposure"), col("gamma"), col("rolloff"), col("wb_gains"), col("shot_noise"), col("read_noise"),
-                            seed=seed, check=False), out)
-    elif task == "crf":  # one ffmpeg round trip per frame, run side by side (the work is in the ffmpeg processes)
-        from concurrent.futures import ThreadPoolExecutor
-        encode = lambda p: crf_compress(clean[None], crf=p["crf"], codec=p["codec"], preset=p["preset"])
-        with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool: _to_uint8(torch.cat(list(pool.map(encode, params))), out)
-    else: check_task(task)
-    return out
-
-def degrade_frames(task, clean, params, seed=0) -> torch.Tensor:
-    "Degrade one clean image `[3,H,W]` once per parameter dict in `params` (from `frame_schedule`): `[N,3,H,W]`, 8-bit values."
-    check_task(task); check_image(clean, "clean")
-    out = np.empty((len(params), clean.shape[-2], clean.shape[-1], 3), np.uint8)
-    return _from_uint8(_degrade_uint8(task, clean, params, seed, out))
+    u = torch.from_numpy(to_uint8_hwc(img)).permute(2, 0, 1)  # an [H,W,3] array seen as [3,H,W]: the 8-bit resize
+    return np.ascontiguousarray(resize_center_crop(u, (W, H)).permute(1, 2, 0).numpy())
 
 def _from_uint8(arr) -> torch.Tensor:
     "`uint8` frames `[T,H,W,3]` as float32 `[T,3,H,W]` in [0,1]."
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
 
-def _progression_uint8(target, task, strength, frames, seed, schedule, settings):
-    "The progression of the clean 8-bit `target` as one `uint8` array `[T,H,W,3]`, and its per-frame parameters."
-    params = frame_schedule(task, strength, frames, schedule, width=target.shape[-1], seed=seed, **settings)
-    out = np.empty((len(params), target.shape[-2], target.shape[-1], 3), np.uint8)
-    _degrade_uint8(task, target, params[:-1], seed, out[:-1])
-    _to_uint8(target[None].clone(), out[-1:])
+def clean_target(img, size=(1360, 768)) -> torch.Tensor:
+    "The clean last frame for `img`: rounded to 8 bits, resized and centre-cropped to `size=(width, height)`."
+    return _from_uint8(clean_target8(img, size)[None])[0]
+
+def _degrade_uint8(task, clean8, params, seed, out):
+    "Degrade the 8-bit image `clean8` `[H,W,3]` once per dict of `params` into the `uint8` array `out` `[N,H,W,3]`."
+    if task == "resolution":
+        for i, p in enumerate(params): out[i] = resolution_degrade8(clean8, p["scale"], p["jpeg_quality"])
+    elif task == "blur":  # one call: the image is padded (and transformed) once for all frames
+        motion_blur8(clean8, [p["length"] for p in params], [p["angle"] for p in params], out=out)
+    elif task == "lowlight":  # frame i draws its noise from (seed, i), as in a direct call of `low_light`
+        for i, p in enumerate(params):
+            out[i] = low_light8(clean8, p["exposure"], p["gamma"], p["rolloff"], p["wb_gains"], p["shot_noise"], p["read_noise"],
+                                rng=frame_rng(seed, i, "low_light8"))
+    elif task == "crf":  # one ffmpeg round trip per frame, run side by side (the work is in the ffmpeg processes)
+        from concurrent.futures import ThreadPoolExecutor
+        clean = _from_uint8(clean8[None])
+        encode = lambda p: crf_compress(clean, crf=p["crf"], codec=p["codec"], preset=p["preset"])
+        with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool:
+            for i, y in enumerate(pool.map(encode, params)): out[i] = to_uint8_hwc(y[0])
+    else: check_task(task)
+    return out
+
+def degrade_frames(task, clean, params, seed=0) -> torch.Tensor:
+    "Degrade one clean image `[3,H,W]` (rounded to 8 bits) once per parameter dict in `params` (from `frame_schedule`): `[N,3,H,W]`."
+    check_task(task); check_image(clean, "clean")
+    out = np.empty((len(params), clean.shape[-2], clean.shape[-1], 3), np.uint8)
+    return _from_uint8(_degrade_uint8(task, to_uint8_hwc(clean), params, seed, out))
+
+def _progression_uint8(target8, task, strength, frames, seed, schedule, settings):
+    "The progression of the clean `uint8` image `target8` `[H,W,3]` as one `uint8` array `[T,H,W,3]`, and its per-frame parameters."
+    params = frame_schedule(task, strength, frames, schedule, width=target8.shape[1], seed=seed, **settings)
+    out = np.empty((len(params), *target8.shape), np.uint8)
+    _degrade_uint8(task, target8, params[:-1], seed, out[:-1])
+    out[-1] = target8
     return out, params
 
 def make_progression(img, task, strength, frames=9, size=(1360, 768), seed=0, return_params=False, schedule="linear", **settings):
     "A `[T,3,H,W]` video from the most degraded frame to the clean resized `img` (and the per-frame parameters if asked)."
     check_task(task)
-    arr, params = _progression_uint8(clean_target(img, size), task, strength, frames, seed, schedule, settings)
+    arr, params = _progression_uint8(clean_target8(img, size), task, strength, frames, seed, schedule, settings)
     video = _from_uint8(arr)
     return (video, params) if return_params else video
 
@@ -195,27 +197,16 @@ def save_png(img, path, compress_level=PNG_COMPRESS_LEVEL):
     arr = img if isinstance(img, np.ndarray) else to_uint8_hwc(img)
     Image.fromarray(arr).save(path, format="PNG", compress_level=compress_level)
 
-def write_preview(frames_uint8, path, fps=5, crf=18, preset=PREVIEW_PRESET):
-    "Encode `uint8` frames `[T,H,W,3]` (even sizes) as an H.264 mp4 at `path`: a preview for eyes, not for training."
-    import imageio_ffmpeg
+def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET):
+    "Encode `uint8` frames `[T,H,W,3]` in one ffmpeg run: losslessly to `lossless` (Ut Video, Matroska) and/or to an H.264 mp4 `preview`."
     T, H, W, _ = frames_uint8.shape
-    w = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
-                                    quality=None, output_params=["-preset", preset, "-crf", str(crf), "-threads", "1"], ffmpeg_log_level="error")
-    w.send(None)
-    for f in frames_uint8: w.send(np.ascontiguousarray(f))
-    w.close()
-    return Path(path)
-
-def write_lossless_video(frames_uint8, path, fps=5):
-    "Encode `uint8` frames `[T,H,W,3]` losslessly (Ut Video, planar RGB, in Matroska) at `path`: `core.read_video` returns them exactly."
-    import imageio_ffmpeg
-    T, H, W, _ = frames_uint8.shape
-    w = imageio_ffmpeg.write_frames(str(path), (W, H), fps=fps, codec="utvideo", pix_fmt_out="gbrp", macro_block_size=1,
-                                    quality=None, output_params=["-threads", "1", "-fflags", "+bitexact"], ffmpeg_log_level="error")
-    w.send(None)
-    for f in frames_uint8: w.send(np.ascontiguousarray(f))
-    w.close()
-    return Path(path)
+    outs = ((["-map", "0", "-c:v", "utvideo", "-pix_fmt", "gbrp", "-threads", "1", "-fflags", "+bitexact", str(lossless)] if lossless else [])
+            + (["-map", "0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1", str(preview)]
+               if preview else []))
+    if not outs: raise ValueError("write_sample_videos: give a `lossless` path, a `preview` path, or both")
+    if preview and (H % 2 or W % 2): raise ValueError(f"preview: H.264 in yuv420p needs an even width and height, got {W}x{H}")
+    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-", *outs], lossless or preview,
+               stdin=memoryview(np.ascontiguousarray(frames_uint8)).cast("B"))
 
 def files_sha256(paths) -> str:
     "SHA-256 over the names and bytes of `paths`, in order."
@@ -335,25 +326,29 @@ def _load_source(src) -> torch.Tensor:
     if isinstance(src, torch.Tensor): return check_image(src, "source image")
     return load_image(src)
 
-def _psnr_to_clean_uint8(arr) -> list:
+def _psnr_to_clean_uint8(arr, rows=32) -> list:
     "PSNR (dB) of each `uint8` frame `[T,H,W,3]` but the last to the last, from exact integer errors (what `metrics.psnr` gives)."
-    last, out = arr[-1].astype(np.int16), []
+    last, out = arr[-1].reshape(len(arr[-1]), -1), []
+    d, sq = np.empty((rows, last.shape[1]), np.int16), np.empty((rows, last.shape[1]), np.float32)
     for f in arr[:-1]:
-        d = (f.astype(np.int16) - last).ravel().astype(np.int32)
-        sse = int(np.dot(d, d)) if d.size < 2 ** 31 // (255 * 255) else int((d.astype(np.int64) ** 2).sum())
-        out.append(float("inf") if sse == 0 else 10 * math.log10(d.size * 255 ** 2 / sse))
+        f, sse = f.reshape(last.shape), 0
+        for r in range(0, len(last), rows):  # strips that stay in cache; squares < 2**24 are exact in float32, sums in float64
+            a, b = f[r:r + rows], last[r:r + rows]
+            np.subtract(a, b, out=d[:len(a)], dtype=np.int16); np.multiply(d[:len(a)], d[:len(a)], out=sq[:len(a)], dtype=np.float32)
+            sse += int(sq[:len(a)].sum(dtype=np.float64))
+        out.append(float("inf") if sse == 0 else 10 * math.log10(f.size * 255 ** 2 / sse))
     return out
 
 def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, captioner, refiner, prompt_types):
     "Write one progression video of the clean 8-bit `target` into the folder `tmp`; return its manifest record."
     seed = video_seed(P["seed"], name, task, strength_name(strength))
     arr, params = _progression_uint8(target, task, strength, P["frames"], seed, P["schedule"], P["settings"].get(task, {}))
-    if P.get("frame_format", "png") == "video":
-        names = [FRAMES_VIDEO]; write_lossless_video(arr, tmp / FRAMES_VIDEO, fps=P["fps"])
+    as_video, preview = P.get("frame_format", "png") == "video", tmp / "preview.mp4" if P["preview"] else None
+    if as_video: names = [FRAMES_VIDEO]
     else:
         names = [f"frame_{t:02d}.png" for t in range(len(arr))]
         for f, n in zip(arr, names): save_png(f, tmp / n)
-    if P["preview"]: write_preview(arr, tmp / "preview.mp4", fps=P["fps"])
+    if as_video or preview: write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"])
     prompts = {}
     if "uniform" in prompt_types: prompts["uniform"] = dict(text=uniform_prompt(task), source="uniform")
     if "scene" in prompt_types: prompts["scene"] = scene_prompt(_from_uint8(arr[:1])[0], task, captioner=captioner, refiner=refiner)
@@ -369,7 +364,7 @@ def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, c
 def _source_samples(out_dir, name, src, todo, split, P, captioner=None, refiner=None, manifest=None, threads=None):
     "Load one source and write its videos `todo` (task, strength); return (records, failure or None)."
     if threads: torch.set_num_threads(threads)
-    try: target = clean_target(_load_source(src), tuple(P["size"]))  # once for all the source's videos
+    try: target = clean_target8(_load_source(src), tuple(P["size"]))  # once for all the source's videos
     except (ValueError, FileNotFoundError, OSError, TypeError) as e:
         return [], dict(source=name, path=None if isinstance(src, torch.Tensor) else str(src), reason=str(e))
     records = []
