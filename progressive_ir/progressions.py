@@ -519,7 +519,7 @@ def read_frames(record) -> torch.Tensor:
     return torch.stack([load_image(p) for p in record["frames"]])
 
 class ProgressionVideoDataset(Dataset):
-    "Progression videos from a manifest: items `dict(frames=[T,3,H,W], prompt, id, task)`."
+    "Progression videos from a manifest: items `dict(frames=[T,3,H,W], prompt, id, task, strength)`."
     def __init__(self, manifest, split=None, prompt_type="uniform", size=None, tasks=None, strengths=None, flips=False, seed=0):
         recs = [r for r in _records(manifest, split) if "frames" in r or "video" in r]
         if tasks is not None: recs = [r for r in recs if r["task"] in tasks]
@@ -537,7 +537,7 @@ class ProgressionVideoDataset(Dataset):
         frames = read_frames(r)
         if self.size is not None and (frames.shape[-1], frames.shape[-2]) != tuple(self.size): frames = resize_center_crop(frames, self.size)
         if self.flips and _rng(self.seed, self.epoch, i).random() < 0.5: frames = frames.flip(-1)
-        return dict(frames=frames, prompt=r["prompts"][self.prompt_type]["text"], id=r["id"], task=r["task"])
+        return dict(frames=frames, prompt=r["prompts"][self.prompt_type]["text"], id=r["id"], task=r["task"], strength=r["strength"])
 
 class PairDataset(Dataset):
     "(degraded, clean) frame pairs from a manifest (CRF pairs, or frame 0 and the last frame of progressions): `dict(lq, gt, id)`."
