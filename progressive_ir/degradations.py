@@ -60,6 +60,13 @@ def _check(vals, name, ok, expected):
 
 def _like(frames, x): return frames.reshape(x.shape).to(x.device)
 
+def _check8(arr, name):
+    "Raise a `ValueError` naming `name` unless `arr` is a `uint8` image array `[H,W,3]` (the 8-bit forms' input)."
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        got = f"{arr.dtype} array of shape {list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"{name}: expected a uint8 array [H,W,3], got a {got}")
+    return arr
+
 # %% ../nbs/02_degradations.ipynb #c009
 def _resize8(arr, hw) -> np.ndarray:
     "Resize a `uint8` image `[H,W,3]` to `hw=(height, width)`: antialiased bicubic in torch's 8-bit kernel."
@@ -83,7 +90,7 @@ def _check_resolution(scales, quals):
 
 def resolution_degrade8(arr, scale, quality=None) -> np.ndarray:
     "Downscale a `uint8` image `[H,W,3]` by `scale` in (0,1], JPEG it at `quality` (1..95, or None), upscale it back."
-    _check_resolution([scale], [quality])
+    _check8(arr, "arr"); _check_resolution([scale], [quality])
     H, W = arr.shape[:2]
     hw = (max(1, round(H * scale)), max(1, round(W * scale)))
     y = arr if hw == (H, W) else _resize8(arr, hw)
@@ -211,8 +218,8 @@ def motion_blur(x, length, angle=0.0, mode="replicate", method="auto", check=Tru
 
 def motion_blur8(arr, length, angle=0.0, mode="replicate", out=None) -> np.ndarray:
     "Blur a `uint8` image `[H,W,3]` once per value of `length` (and `angle`): `uint8` frames `[N,H,W,3]`, into `out` if given."
-    n = len(length) if isinstance(length, (list, tuple)) else 1
-    lengths, angles = _blur_params(n, length, angle, mode)
+    n = int(np.size(length)) if np.ndim(length) else 1
+    _check8(arr, "arr"); lengths, angles = _blur_params(n, length, angle, mode)
     out = np.empty((n, *arr.shape), np.uint8) if out is None else out
     o8, idx = torch.from_numpy(out), [i for i, L in enumerate(lengths) if L > 1]
     for i, L in enumerate(lengths):
@@ -295,7 +302,7 @@ def _check_low_light(ex, ga, ro, sn, rn, wb):
 def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, rng=None,
                quantize=True) -> np.ndarray:
     "`low_light` of one `uint8` image `[H,W,3]` with exact Poisson counts per level: `uint8` out, or float32 in [0,1] if not `quantize`."
-    wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
+    _check8(levels, "levels"); wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
     _check_low_light([exposure], [gamma], [rolloff], [shot_noise], [read_noise], wb)
     rng = np.random.default_rng(0) if rng is None else rng
     signal = np.minimum(exposure * (np.arange(256) / 255) ** gamma, 1)  # the darkened value of each level
@@ -320,9 +327,9 @@ def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_nois
     for i, img in enumerate(f):
         if sn[i] > 0:  # 8-bit input (found once per distinct frame in memory): `low_light8`
             key = (img.data_ptr(), img.stride())
-            if key not in seen: seen[key] = levels8(img)
+            if key not in seen: seen[key] = None if (lv := levels8(img)) is None else np.ascontiguousarray(lv.transpose(1, 2, 0))
             if seen[key] is not None:
-                y = low_light8(np.ascontiguousarray(seen[key].transpose(1, 2, 0)), ex[i], ga[i], ro[i], wb[i], sn[i], rn[i],
+                y = low_light8(seen[key], ex[i], ga[i], ro[i], wb[i], sn[i], rn[i],
                                frame_rng(seed, i, "low_light8"), quantize)
                 y = torch.from_numpy(y).permute(2, 0, 1).float()
                 out.append((y / 255 if quantize else y).to(img.device)); continue

@@ -174,7 +174,7 @@ def make_progression(img, task, strength, frames=9, size=(1360, 768), seed=0, re
     video = _from_uint8(arr)
     return (video, params) if return_params else video
 
-# %% ../nbs/06_progressions.ipynb #c023
+# %% ../nbs/06_progressions.ipynb #c025
 def assign_splits(names, val_fraction=0.2, seed=0) -> dict:
     "Map each of `names` to 'train' or 'val': a seeded shuffle, `round(n * val_fraction)` (>= 1 if n >= 2) to 'val'."
     names = sorted(set(names))
@@ -185,7 +185,7 @@ def assign_splits(names, val_fraction=0.2, seed=0) -> dict:
     val = {names[i] for i in order[:n_val]}
     return {n: "val" if n in val else "train" for n in names}
 
-# %% ../nbs/06_progressions.ipynb #c026
+# %% ../nbs/06_progressions.ipynb #c028
 MANIFEST = "manifest.jsonl"
 PNG_COMPRESS_LEVEL = 1
 FRAME_FORMATS = ("png", "video")
@@ -215,6 +215,7 @@ def files_sha256(paths) -> str:
         p = Path(p); h.update(p.name.encode() + b"\0"); h.update(p.read_bytes())
     return h.hexdigest()
 
+# %% ../nbs/06_progressions.ipynb #c031
 def _repair_manifest(path):
     "Cut a half-written last line (an interrupted append) from the manifest at `path`."
     if not path.is_file(): return
@@ -302,7 +303,7 @@ def _commit(out_dir, sample_id, write_files, manifest):
     _append_record(manifest, record)
     return record
 
-# %% ../nbs/06_progressions.ipynb #c028
+# %% ../nbs/06_progressions.ipynb #c033
 def strength_name(strength) -> str:
     "How `strength` appears in sample ids and records: the name ('mild', 'severe') or 's<level>' for a float."
     return strength if isinstance(strength, str) else f"s{strength_level(strength):g}"
@@ -443,7 +444,7 @@ def build_progression_dataset(out_dir, sources, tasks=TASKS, strengths=STRENGTHS
                     records=_n_records(manifest), seconds=round(time.time() - t0, 2)), Path(out_dir) / "summary.json")
     return manifest
 
-# %% ../nbs/06_progressions.ipynb #c039
+# %% ../nbs/06_progressions.ipynb #c044
 def _clip_frames(src, max_frames=None) -> torch.Tensor:
     "Frames `[T,3,H,W]` of a clip given as a video file, a folder of images, or a list of image paths."
     if isinstance(src, (list, tuple)):
@@ -503,7 +504,7 @@ def build_crf_pairs(out_dir, videos, crf=36, codec="libx264", size=None, max_fra
                     seconds=round(time.time() - t0, 2)), Path(out_dir) / "summary.json")
     return manifest
 
-# %% ../nbs/06_progressions.ipynb #c042
+# %% ../nbs/06_progressions.ipynb #c047
 def _records(manifest, split):
     recs = manifest if isinstance(manifest, list) else read_manifest(manifest)
     if split is not None:
@@ -570,7 +571,7 @@ class PairDataset(Dataset):
             if dims: lq, gt = lq.flip(dims), gt.flip(dims)
         return dict(lq=lq.contiguous(), gt=gt.contiguous(), id=name)
 
-# %% ../nbs/06_progressions.ipynb #c048
+# %% ../nbs/06_progressions.ipynb #c053
 def progression_sources(source="samples", images=None) -> tuple:
     "The source images and their split: embedded samples (split later, 4:1 by image) or a DIV2K folder (its own split)."
     from progressive_ir.sources import sample_images, div2k_images
