@@ -1,7 +1,7 @@
 """Speed of building progression videos at the paper's size (1360 x 768, 9 frames, 5 fps), per task and for the paper's set.
 
 Two measurements, both with `build_progression_dataset` writing whole samples (frames as one lossless video per sample
-by default, or PNGs with `--frame-format png`; the mp4 preview; uniform + offline scene prompts) into a temporary folder:
+by default, or PNGs with `--frame-format png`; the mp4 preview at half size; uniform + offline scene prompts) into a temporary folder:
 
 1. per task: `--images` sample images x both strengths, one build per task in this process (one torch thread): the
    cost of each task's videos, in seconds and CPU-seconds per video, free of any process start-up;
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from progressive_ir.core import env_info, resize_center_crop, save_image, write_json
-from progressive_ir.progressions import STRENGTHS, TASKS, build_progression_dataset, make_progression
+from progressive_ir.progressions import PREVIEW_PRESET, PREVIEW_SCALE, STRENGTHS, TASKS, build_progression_dataset, make_progression
 from progressive_ir.sources import sample_images
 
 PAPER_IMAGES, PAPER_TASKS, GOAL_MINUTES, DIV2K_SIZE = 800, ("resolution", "blur", "lowlight"), 60.0, (2040, 1356)
@@ -126,7 +126,7 @@ def main(argv=None):
                   settings=dict(tasks=a.tasks, images=names, strengths=list(STRENGTHS), size=list(size), frames=a.frames, fps=5,
                                 per_task_workers=1, paper_set_workers=a.workers, threads_per_worker=a.threads, frame_format=a.frame_format,
                                 prompt_types=["uniform", "scene"], scene_prompt_source="offline-heuristic", preview=True,
-                                preview_preset="ultrafast"),
+                                preview_scale=PREVIEW_SCALE, preview_preset=PREVIEW_PRESET),
                   load_average_1min=dict(start=load0, end=_load()), worker_startup=startup, per_task=per_task, paper_set=paper,
                   env=env_info())
     write_json(result, a.out)

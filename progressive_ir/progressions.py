@@ -20,11 +20,12 @@ from .sources import image_folder, IMAGE_SUFFIXES
 
 # %% auto #0
 __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'SCHEDULES', 'TASK_DEFAULTS', 'MAX_UPSCALE', 'MANIFEST', 'PNG_COMPRESS_LEVEL',
-           'FRAME_FORMATS', 'FRAMES_VIDEO', 'PREVIEW_PRESET', 'check_task', 'strength_level', 'degradation_levels',
-           'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8', 'clean_target',
-           'degrade_frames', 'make_progression', 'assign_splits', 'save_png', 'write_sample_videos', 'files_sha256',
-           'read_manifest', 'build_lock', 'strength_name', 'build_progression_dataset', 'build_crf_pairs',
-           'read_frames', 'ProgressionVideoDataset', 'PairDataset', 'progression_sources', 'build_progressions']
+           'FRAME_FORMATS', 'FRAMES_VIDEO', 'PREVIEW_PRESET', 'PREVIEW_SCALE', 'check_task', 'strength_level',
+           'degradation_levels', 'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8',
+           'clean_target', 'degrade_frames', 'make_progression', 'assign_splits', 'save_png', 'preview_size',
+           'write_sample_videos', 'files_sha256', 'read_manifest', 'build_lock', 'strength_name',
+           'build_progression_dataset', 'build_crf_pairs', 'read_frames', 'ProgressionVideoDataset', 'PairDataset',
+           'progression_sources', 'build_progressions']
 
 # %% ../nbs/06_progressions.ipynb #c006
 TASKS = ("resolution", "blur", "lowlight", "crf")
@@ -197,14 +198,24 @@ def save_png(img, path, compress_level=PNG_COMPRESS_LEVEL):
     arr = img if isinstance(img, np.ndarray) else to_uint8_hwc(img)
     Image.fromarray(arr).save(path, format="PNG", compress_level=compress_level)
 
-def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET):
+PREVIEW_SCALE = 0.5
+
+def preview_size(size, scale=PREVIEW_SCALE) -> tuple:
+    "The (width, height) of the preview of frames of `size=(width, height)` at `scale` in (0, 1]: rounded to even numbers."
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1:
+        raise ValueError(f"preview_scale: expected a number in (0, 1], got {scale!r}")
+    return tuple(max(2, 2 * round(v * scale / 2)) for v in size)
+
+def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET, preview_scale=1.0):
     "Encode `uint8` frames `[T,H,W,3]` in one ffmpeg run: losslessly to `lossless` (Ut Video, Matroska) and/or to an H.264 mp4 `preview`."
     T, H, W, _ = frames_uint8.shape
+    pw, ph = preview_size((W, H), preview_scale) if preview_scale != 1 else (W, H)
+    if preview and (ph % 2 or pw % 2): raise ValueError(f"preview: H.264 in yuv420p needs an even width and height, got {pw}x{ph}")
+    shrink = ["-vf", f"scale={pw}:{ph}:flags=area"] if (pw, ph) != (W, H) else []
     outs = ((["-map", "0", "-c:v", "utvideo", "-pix_fmt", "gbrp", "-threads", "1", "-fflags", "+bitexact", str(lossless)] if lossless else [])
-            + (["-map", "0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1", str(preview)]
-               if preview else []))
+            + (["-map", "0", *shrink, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1",
+                str(preview)] if preview else []))
     if not outs: raise ValueError("write_sample_videos: give a `lossless` path, a `preview` path, or both")
-    if preview and (H % 2 or W % 2): raise ValueError(f"preview: H.264 in yuv420p needs an even width and height, got {W}x{H}")
     run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-", *outs], lossless or preview,
                stdin=memoryview(np.ascontiguousarray(frames_uint8)).cast("B"))
 
@@ -349,7 +360,8 @@ def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, c
     else:
         names = [f"frame_{t:02d}.png" for t in range(len(arr))]
         for f, n in zip(arr, names): save_png(f, tmp / n)
-    if as_video or preview: write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"])
+    if as_video or preview:
+        write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"], preview_scale=P.get("preview_scale", 1.0))
     prompts = {}
     if "uniform" in prompt_types: prompts["uniform"] = dict(text=uniform_prompt(task), source="uniform")
     if "scene" in prompt_types: prompts["scene"] = scene_prompt(_from_uint8(arr[:1])[0], task, captioner=captioner, refiner=refiner)
@@ -379,13 +391,15 @@ def _source_samples(out_dir, name, src, todo, split, P, captioner=None, refiner=
 def build_progression_dataset(out_dir, sources, tasks=TASKS, strengths=STRENGTHS, frames=9, size=(1360, 768), fps=5, seed=0,
                               prompt_types=("uniform", "scene"), limit=None, split=None, val_fraction=0.2, schedule="linear",
                               captioner=None, refiner=None, preview=True, settings=None, on_error="skip", workers=1,
-                              threads=None, progress=False, frame_format="png") -> Path:
+                              threads=None, progress=False, frame_format="png", preview_scale=PREVIEW_SCALE) -> Path:
     "Write progression videos of `sources` x `tasks` x `strengths` into `out_dir` (resumably); return the manifest path."
     tasks, strengths = [check_task(t) for t in tasks], list(strengths)
     for s in strengths: strength_level(s)
     degradation_levels(strengths[0] if strengths else "mild", frames, schedule)
     size = (int(size[0]), int(size[1]))
-    if preview and (size[0] % 2 or size[1] % 2): raise ValueError(f"size: the mp4 preview needs an even width and height, got {size}")
+    if preview: preview_size(size, preview_scale)  # checks the scale
+    if preview and preview_scale == 1 and (size[0] % 2 or size[1] % 2):
+        raise ValueError(f"size: a full-size mp4 preview needs an even width and height, got {size}; use preview_scale < 1 or preview=False")
     bad = set(prompt_types) - {"uniform", "scene"}
     if bad: raise ValueError(f"prompt_types: expected 'uniform' and/or 'scene', got {sorted(bad)}")
     if on_error not in ("skip", "raise"): raise ValueError(f"on_error: expected 'skip' or 'raise', got {on_error!r}")
@@ -403,6 +417,7 @@ def build_progression_dataset(out_dir, sources, tasks=TASKS, strengths=STRENGTHS
              captioner=getattr(captioner, "name", None if captioner is None else type(captioner).__name__),
              refiner=getattr(refiner, "name", None if refiner is None else type(refiner).__name__))
     if frame_format != "png": P["frame_format"] = frame_format  # PNG datasets keep the settings they were built with
+    if preview: P["preview_scale"] = preview_scale
     done, manifest = _prepare(out_dir, P)
     moved = [(r["id"], r["split"], splits[r["source"]]) for r in (read_manifest(manifest, absolute=False) if done else [])
              if r["id"] in done and r["source"] in splits and r["split"] != splits[r["source"]]]
