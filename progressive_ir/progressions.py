@@ -274,7 +274,7 @@ def _prepare(out_dir, config):
         old = read_json(cfg_path)
         diff = [k for k in set(old) | set(config) if old.get(k) != config.get(k)]
         if diff: raise ValueError(f"{out_dir}: holds a {old.get('kind')} dataset built with other settings "
-                                  f"({', '.join(f'{k}={old.get(k)!r}, now {config.get(k)!r}' for k in sorted(diff))}); use another out_dir")
+                                  f"({', '.join(f'{k}={old.get(k)!r}, now {config.get(k)!r}' for k in sorted(diff))}); use another out_dir, or delete this one to rebuild it")
     else: write_json(config, cfg_path)
     samples = out_dir / "samples"; samples.mkdir(exist_ok=True)
     for p in samples.glob(".tmp-*"): shutil.rmtree(p, ignore_errors=True)
