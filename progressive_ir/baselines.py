@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import ffmpeg_exe, to_uint8_hwc
+from .core import ffmpeg_exe, from_uint8_hwc, to_uint8_hwc
 from .degradations import motion_blur_kernel
 from .metrics import image_metrics
 
@@ -168,7 +168,7 @@ def ffmpeg_filter(x, vf) -> torch.Tensor:
     if r.returncode != 0: raise RuntimeError(f"ffmpeg filter {vf!r} failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
     out = np.frombuffer(r.stdout, dtype=np.uint8)
     if out.size != n * H * W * 3: raise RuntimeError(f"ffmpeg filter {vf!r}: got {out.size // (H * W * 3)} frames back, expected {n}")
-    return torch.from_numpy(out.reshape(n, H, W, 3).copy()).permute(0, 3, 1, 2).float().div(255).reshape(x.shape).to(x.device)
+    return from_uint8_hwc(out.reshape(n, H, W, 3)).reshape(x.shape).to(x.device)
 
 # %% ../nbs/07_baselines.ipynb #c020
 BASELINES = {

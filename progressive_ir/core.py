@@ -48,11 +48,11 @@ def to_uint8_hwc(img) -> np.ndarray:
     return (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).contiguous().cpu().numpy()
 
 def from_uint8_hwc(arr) -> torch.Tensor:
-    "Convert a `uint8` (or `uint16`) array `[H,W,C]` or `[H,W]` to a float32 tensor `[C,H,W]` in [0,1]."
+    "Convert a `uint8` (or `uint16`) array `[...,H,W,C]` (an image, or frames `[T,H,W,3]`) or `[H,W]` to float32 `[...,C,H,W]` in [0,1]."
     arr = np.asarray(arr)
     if arr.ndim == 2: arr = arr[..., None]
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(arr.astype(np.float32)).movedim(-1, -3).div_(scale).contiguous()
 
 # %% ../nbs/00_core.ipynb #c012
 def pil_to_tensor(im: Image.Image) -> torch.Tensor:
@@ -229,7 +229,7 @@ def read_video(path, start=0, max_frames=None) -> torch.Tensor:
     except Exception as e:
         raise ValueError(f"{path}: not a readable video: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
     if not frames: raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames})")
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
+    return from_uint8_hwc(np.stack(frames))
 
 # %% ../nbs/00_core.ipynb #c033
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):

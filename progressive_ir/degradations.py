@@ -104,7 +104,7 @@ def resolution_degrade(x, scale, quality=None, seed=0, check=True) -> torch.Tens
     scales, quals = per_frame(scale, n, "scale"), per_frame(quality, n, "quality", allow_none=True)
     _check_resolution(scales, quals)
     out = np.stack([resolution_degrade8(a, s, q) for a, s, q in zip(to_uint8_hwc(f), scales, quals)])
-    return _like(torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255), x)
+    return _like(from_uint8_hwc(out), x)
 
 # %% ../nbs/02_degradations.ipynb #c014
 def motion_blur_kernel(length, angle=0.0, size=None) -> torch.Tensor:
@@ -225,7 +225,7 @@ def motion_blur8(arr, length, angle=0.0, mode="replicate", out=None) -> np.ndarr
     for i, L in enumerate(lengths):
         if L <= 1: out[i] = arr
     def emit(j, r0, y): o8[idx[j], r0:r0 + y.shape[1]].copy_(y.mul(255).round_().clamp_(0, 255).permute(1, 2, 0))
-    if idx: filter_stack(torch.from_numpy(arr).permute(2, 0, 1).float().div_(255), [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode)
+    if idx: filter_stack(from_uint8_hwc(arr), [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode)
     return out
 
 # %% ../nbs/02_degradations.ipynb #c024
@@ -331,8 +331,7 @@ def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_nois
             if seen[key] is not None:
                 y = low_light8(seen[key], ex[i], ga[i], ro[i], wb[i], sn[i], rn[i],
                                frame_rng(seed, i, "low_light8"), quantize)
-                y = torch.from_numpy(y).permute(2, 0, 1).float()
-                out.append((y / 255 if quantize else y).to(img.device)); continue
+                out.append((from_uint8_hwc(y) if quantize else torch.from_numpy(y).permute(2, 0, 1)).to(img.device)); continue
         y = (ex[i] * img ** ga[i]).clamp(max=1)
         if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
         y = (y * torch.tensor(wb[i], dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
@@ -371,7 +370,7 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
         out = run_ffmpeg(["-i", path, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], "crf_compress (decoding)")
     dec = np.frombuffer(out, dtype=np.uint8)
     if dec.size != n * Hp * Wp * 3: raise RuntimeError(f"crf_compress: decoded {dec.size // (Hp * Wp * 3)} frames, expected {n}")
-    y = torch.from_numpy(dec.reshape(n, Hp, Wp, 3).copy()).permute(0, 3, 1, 2).float().div(255)
+    y = from_uint8_hwc(dec.reshape(n, Hp, Wp, 3))
     return _like(y[..., :H, :W], frames)
 
 # %% ../nbs/02_degradations.ipynb #c034

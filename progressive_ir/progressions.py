@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .core import (atomic_dir, check_image, run_ffmpeg, load_image, read_video, resize_center_crop, to_uint8_hwc,
+from .core import (atomic_dir, check_image, from_uint8_hwc, run_ffmpeg, load_image, read_video, resize_center_crop, to_uint8_hwc,
                                  write_json, read_json)
 from .degradations import crf_compress, frame_rng, low_light8, motion_blur8, quantize8, resolution_degrade8
 from .prompts import scene_prompt, uniform_prompt
@@ -127,13 +127,9 @@ def clean_target8(img, size=(1360, 768)) -> np.ndarray:
     u = torch.from_numpy(to_uint8_hwc(img)).permute(2, 0, 1)  # an [H,W,3] array seen as [3,H,W]: the 8-bit resize
     return np.ascontiguousarray(resize_center_crop(u, (W, H)).permute(1, 2, 0).numpy())
 
-def _from_uint8(arr) -> torch.Tensor:
-    "`uint8` frames `[T,H,W,3]` as float32 `[T,3,H,W]` in [0,1]."
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
-
 def clean_target(img, size=(1360, 768)) -> torch.Tensor:
     "The clean last frame for `img`: rounded to 8 bits, resized and centre-cropped to `size=(width, height)`."
-    return _from_uint8(clean_target8(img, size)[None])[0]
+    return from_uint8_hwc(clean_target8(img, size))
 
 def _degrade_uint8(task, clean8, params, seed, out):
     "Degrade the 8-bit image `clean8` `[H,W,3]` once per dict of `params` into the `uint8` array `out` `[N,H,W,3]`."
@@ -147,7 +143,7 @@ def _degrade_uint8(task, clean8, params, seed, out):
                                 rng=frame_rng(seed, i, "low_light8"))
     elif task == "crf":  # one ffmpeg round trip per frame, run side by side (the work is in the ffmpeg processes)
         from concurrent.futures import ThreadPoolExecutor
-        clean = _from_uint8(clean8[None])
+        clean = from_uint8_hwc(clean8[None])
         encode = lambda p: crf_compress(clean, crf=p["crf"], codec=p["codec"], preset=p["preset"])
         with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool:
             for i, y in enumerate(pool.map(encode, params)): out[i] = to_uint8_hwc(y[0])
@@ -158,7 +154,7 @@ def degrade_frames(task, clean, params, seed=0) -> torch.Tensor:
     "Degrade one clean image `[3,H,W]` (rounded to 8 bits) once per parameter dict in `params` (from `frame_schedule`): `[N,3,H,W]`."
     check_task(task); check_image(clean, "clean")
     out = np.empty((len(params), clean.shape[-2], clean.shape[-1], 3), np.uint8)
-    return _from_uint8(_degrade_uint8(task, to_uint8_hwc(clean), params, seed, out))
+    return from_uint8_hwc(_degrade_uint8(task, to_uint8_hwc(clean), params, seed, out))
 
 def _progression_uint8(target8, task, strength, frames, seed, schedule, settings):
     "The progression of the clean `uint8` image `target8` `[H,W,3]` as one `uint8` array `[T,H,W,3]`, and its per-frame parameters."
@@ -172,7 +168,7 @@ def make_progression(img, task, strength, frames=9, size=(1360, 768), seed=0, re
     "A `[T,3,H,W]` video from the most degraded frame to the clean resized `img` (and the per-frame parameters if asked)."
     check_task(task)
     arr, params = _progression_uint8(clean_target8(img, size), task, strength, frames, seed, schedule, settings)
-    video = _from_uint8(arr)
+    video = from_uint8_hwc(arr)
     return (video, params) if return_params else video
 
 # %% ../nbs/06_progressions.ipynb #c025
@@ -201,16 +197,19 @@ def save_png(img, path, compress_level=PNG_COMPRESS_LEVEL):
 PREVIEW_SCALE = 0.5
 
 def preview_size(size, scale=PREVIEW_SCALE) -> tuple:
-    "The (width, height) of the preview of frames of `size=(width, height)` at `scale` in (0, 1]: rounded to even numbers."
+    "The (width, height) of the preview of frames of `size=(width, height)` at `scale` in (0, 1]: even numbers, as H.264 in yuv420p needs."
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= 1:
         raise ValueError(f"preview_scale: expected a number in (0, 1], got {scale!r}")
-    return tuple(max(2, 2 * round(v * scale / 2)) for v in size)
+    if scale < 1: return tuple(max(2, 2 * round(v * scale / 2)) for v in size)
+    if size[0] % 2 or size[1] % 2:
+        raise ValueError(f"preview: a full-size H.264 preview (yuv420p) needs an even width and height, got {size[0]}x{size[1]}; "
+                         "use preview_scale < 1 or no preview")
+    return tuple(size)
 
 def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET, preview_scale=1.0):
     "Encode `uint8` frames `[T,H,W,3]` in one ffmpeg run: losslessly to `lossless` (Ut Video, Matroska) and/or to an H.264 mp4 `preview`."
     T, H, W, _ = frames_uint8.shape
-    pw, ph = preview_size((W, H), preview_scale) if preview_scale != 1 else (W, H)
-    if preview and (ph % 2 or pw % 2): raise ValueError(f"preview: H.264 in yuv420p needs an even width and height, got {pw}x{ph}")
+    pw, ph = preview_size((W, H), preview_scale) if preview else (W, H)
     shrink = ["-vf", f"scale={pw}:{ph}:flags=area"] if (pw, ph) != (W, H) else []
     outs = ((["-map", "0", "-c:v", "utvideo", "-pix_fmt", "gbrp", "-threads", "1", "-fflags", "+bitexact", str(lossless)] if lossless else [])
             + (["-map", "0", *shrink, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1",
@@ -364,7 +363,7 @@ def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, c
         write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"], preview_scale=P.get("preview_scale", 1.0))
     prompts = {}
     if "uniform" in prompt_types: prompts["uniform"] = dict(text=uniform_prompt(task), source="uniform")
-    if "scene" in prompt_types: prompts["scene"] = scene_prompt(_from_uint8(arr[:1])[0], task, captioner=captioner, refiner=refiner)
+    if "scene" in prompt_types: prompts["scene"] = scene_prompt(from_uint8_hwc(arr[0]), task, captioner=captioner, refiner=refiner)
     files = [tmp / n for n in names] + ([tmp / "preview.mp4"] if P["preview"] else [])
     stored = (dict(video=f"samples/{sid}/{FRAMES_VIDEO}", frame_count=len(arr)) if names == [FRAMES_VIDEO]
               else dict(frames=[f"samples/{sid}/{n}" for n in names]))
@@ -397,9 +396,7 @@ def build_progression_dataset(out_dir, sources, tasks=TASKS, strengths=STRENGTHS
     for s in strengths: strength_level(s)
     degradation_levels(strengths[0] if strengths else "mild", frames, schedule)
     size = (int(size[0]), int(size[1]))
-    if preview: preview_size(size, preview_scale)  # checks the scale
-    if preview and preview_scale == 1 and (size[0] % 2 or size[1] % 2):
-        raise ValueError(f"size: a full-size mp4 preview needs an even width and height, got {size}; use preview_scale < 1 or preview=False")
+    if preview: preview_size(size, preview_scale)  # a bad scale, or an odd full size, is an error before any work
     bad = set(prompt_types) - {"uniform", "scene"}
     if bad: raise ValueError(f"prompt_types: expected 'uniform' and/or 'scene', got {sorted(bad)}")
     if on_error not in ("skip", "raise"): raise ValueError(f"on_error: expected 'skip' or 'raise', got {on_error!r}")
