@@ -62,21 +62,21 @@ def _jsonable(value):
 @dataclass
 class PromptIRConfig:
     "Every architectural choice of PromptIR; `PromptIRConfig.paper()` is the authors' network."
-    channels: int = 3                              # image channels in and out (the output adds the input back)
-    dim: int = 48                                  # channels of encoder level 1; level k has dim * 2**(k-1)
-    num_blocks: tuple = (4, 6, 6, 8)               # transformer blocks per encoder level (decoder mirrors 1-3)
+    channels: int = 3                     # image channels in and out (the output adds the input back)
+    dim: int = 48                         # channels of encoder level 1; level k has dim * 2**(k-1)
+    num_blocks: tuple = (4, 6, 6, 8)      # transformer blocks per encoder level (decoder mirrors 1-3)
     num_refinement_blocks: int = 4
-    heads: tuple = (1, 2, 4, 8)                    # attention heads per level
-    ffn_expansion: float = 2.66                    # GDFN hidden width = int(C * ffn_expansion), backbone blocks
-    bias: bool = False                             # bias in the convolutions
-    layernorm: str = "WithBias"                    # 'WithBias' or 'BiasFree'
-    prompt_dims: tuple = (64, 128, 320)            # prompt channels, levels 1, 2, 3
-    prompt_lens: tuple = (5, 5, 5)                 # prompt components per level
-    prompt_sizes: tuple = (64, 32, 16)             # nominal component size per level: int or (H, W)
-    prompt_scales: tuple = (1.0, 1.0, 1.0)         # stored size = round(nominal * scale), interpolated bilinearly
-    pim_heads: tuple = (4, 4, 4)                   # heads of the prompt interaction blocks
+    heads: tuple = (1, 2, 4, 8)           # attention heads per level
+    ffn_expansion: float = 2.66           # GDFN hidden width = int(C * ffn_expansion), backbone blocks
+    bias: bool = False                    # bias in the convolutions
+    layernorm: str = "WithBias"           # 'WithBias' or 'BiasFree'
+    prompt_dims: tuple = (64, 128, 320)   # prompt channels, levels 1, 2, 3
+    prompt_lens: tuple = (5, 5, 5)        # prompt components per level
+    prompt_sizes: tuple = (64, 32, 16)    # nominal component size per level: int or (H, W)
+    prompt_scales: tuple = (1.0, 1.0, 1.0)  # stored size = round(nominal * scale), interpolated bilinearly
+    pim_heads: tuple = (4, 4, 4)          # heads of the prompt interaction blocks
     pim_ffn_expansion: tuple = (2.66, 2.66, 2.66)  # FFN expansion of the prompt interaction blocks
-    unused_modules: bool = True                    # build the 6 convolutions the official forward never uses
+    unused_modules: bool = True           # build the 6 convolutions the official forward never uses
 
     def __post_init__(self):
         "Store the per-level settings as tuples and check every value."
@@ -154,8 +154,8 @@ class PromptIRConfig:
     def tiny(cls) -> "PromptIRConfig":
         "A very small network with the same structure, for tests and smoke runs on CPU."
         return cls(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
-                   prompt_dims=(8, 16, 24), prompt_lens=(3, 3, 3), prompt_sizes=(16, 8, 4), pim_heads=(2, 2, 2),
-                   pim_ffn_expansion=(2.66,) * 3)
+                   prompt_dims=(8, 16, 24), prompt_lens=(3, 3, 3), prompt_sizes=(16, 8, 4),
+                   pim_heads=(2, 2, 2), pim_ffn_expansion=(2.66,) * 3)
 
 # %% ../nbs/05_promptir.ipynb #c012
 class _LayerNormParams(nn.Module):
@@ -183,7 +183,7 @@ class LayerNorm2d(nn.Module):
 _TAPS = [(i, j) for i in range(3) for j in range(3)]
 
 class DWConv3x3(nn.Conv2d):
-    "3x3 depthwise convolution (`nn.Conv2d`); in float64 on CPU computed as nine shifted products, for speed."
+    "3x3 depthwise convolution (`nn.Conv2d`); in float64 on CPU nine shifted products, for speed."
     def __init__(self, channels: int, bias: bool = False):
         super().__init__(channels, channels, kernel_size=3, padding=1, groups=channels, bias=bias)
 
@@ -200,7 +200,7 @@ class DWConv3x3(nn.Conv2d):
 
 # %% ../nbs/05_promptir.ipynb #c018
 class MDTA(nn.Module):
-    "Multi-Dconv head transposed attention: channel-to-channel attention with a learnable temperature per head."
+    "Multi-Dconv head transposed attention: attention between channels, a learnable temperature per head."
     def __init__(self, dim: int, num_heads: int, bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
@@ -282,7 +282,7 @@ class OverlapPatchEmbed(nn.Module):
 
 # %% ../nbs/05_promptir.ipynb #c036
 class PromptGenBlock(nn.Module):
-    "Prompt generation: softmax-weighted sum of learnable components (weights from pooled features), resized, conv."
+    "Prompt generation: a softmax-weighted sum of learnable components (weights from pooled features)."
     def __init__(self, prompt_dim: int, prompt_len: int, size, lin_dim: int):
         super().__init__()
         h, w = _hw(size)
@@ -306,7 +306,7 @@ def _conv1x1(cin: int, cout: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=1, bias=bias)
 
 class PromptIR(nn.Module):
-    "PromptIR: a Restormer encoder-decoder with a prompt generation and a prompt interaction block per decoder level."
+    "PromptIR: Restormer with a prompt generation and a prompt interaction block before each decoder level."
     def __init__(self, config: PromptIRConfig | None = None):
         super().__init__()
         self.config = config or PromptIRConfig.paper()
@@ -345,7 +345,7 @@ class PromptIR(nn.Module):
         self.latent = self._blocks(8 * d, c.heads[3], c.num_blocks[3])
 
     def _build_decoder(self):
-        "Decoder levels 3 to 1, each listed with the prompt interaction block the official code puts beside it."
+        "Decoder levels 3 to 1, each with the prompt interaction block the official code lists beside it."
         c = self.config
         d = c.dim
         # level 3 (H/4); the deep interaction block works on the latent
@@ -391,7 +391,7 @@ class PromptIR(nn.Module):
         return _conv1x1(cin, cout, self.config.bias) if self.config.unused_modules else None
 
     def _run(self, module, x):
-        "Run a stage, block by block with activation checkpointing when training with `gradient_checkpointing`."
+        "Run a stage; block by block with activation checkpointing if training with `gradient_checkpointing`."
         if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
             return module(x)
         for block in (module if isinstance(module, nn.Sequential) else [module]):
@@ -428,7 +428,7 @@ def _is_norm_scale(name: str, shape) -> bool:
     return name.endswith("temperature") or (name.endswith(".body.weight") and len(shape) == 1)
 
 def deterministic_weights(shapes: dict, dtype=torch.float64) -> dict:
-    "The fixtures' deterministic state_dict for `shapes` (name -> shape, in order): key i from `RandomState(i)`."
+    "The fixtures' deterministic state_dict for `shapes` (name -> shape): key i from `RandomState(i)`."
     out = {}
     for i, (name, shape) in enumerate(shapes.items()):
         n = int(np.prod(shape))
@@ -470,7 +470,7 @@ def _group_counts(model) -> dict:
             "Table 1: full model": total}
 
 def param_table(model) -> "pandas.DataFrame":
-    "Parameters per group and Table 1's split, in units, 10^6 and 2^20, with their share and trainable counts."
+    "Parameters per group and Table 1's split, in units, 10^6 and 2^20, with shares and trainable counts."
     import pandas as pd
     rows = _group_counts(model)
     total = rows["Table 1: full model"][0]
@@ -496,7 +496,7 @@ def _file_format(path: Path) -> str:
 
 # %% ../nbs/05_promptir.ipynb #c061
 def _safetensors_damage(path: Path) -> str:
-    "Why a safetensors file cannot be read: a header or tensor data running past its end, or a damaged header."
+    "Why a safetensors file cannot be read: a header or tensors running past its end, or a damaged header."
     size = path.stat().st_size
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -524,15 +524,16 @@ def _damage(path: Path, fmt: str) -> str:
     if fmt == "torch-zip":
         return "a zip archive (PyTorch's format) whose contents cannot be read: damaged"
     if fmt == "torch-pickle":
-        return "a pickle that weights-only loading cannot read: truncated, damaged, or not written by torch.save"
+        return ("a pickle that weights-only loading cannot read: truncated, damaged, or not written by "
+                "torch.save")
     return "neither PyTorch's zip or pickle format nor safetensors"
 
 # %% ../nbs/05_promptir.ipynb #c064
-_TRUST_HINT = ("if you trust where the file comes from, pass trust_pickle=True (torch.load then runs whatever the "
-               "file asks for)")
+_TRUST_HINT = ("if you trust where the file comes from, pass trust_pickle=True (torch.load then runs "
+               "whatever the file asks for)")
 
 def _refused_globals(path: Path, fmt: str, error: Exception) -> list:
-    "The Python objects (module.name) weights-only loading refused in `path`; [] when it failed for another reason."
+    "The Python objects (module.name) weights-only loading refused in `path`; [] if it failed otherwise."
     if not isinstance(error, pickle.UnpicklingError):
         return []
     if fmt == "torch-zip":
@@ -545,18 +546,18 @@ def _refused_globals(path: Path, fmt: str, error: Exception) -> list:
 def _torch_load(path: Path, fmt: str, trust_pickle: bool = False):
     "torch.load on the CPU without running code from the file (weights only) unless `trust_pickle`."
     try:
-        with warnings.catch_warnings():  # torch's note on pickle protocols is noise for a file it refuses anyway
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # noise: it fails anyway
             return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except MemoryError:
         raise
     except Exception as e:  # damage shows as RuntimeError, OSError, EOFError, KeyError or UnpicklingError
         refused = [] if trust_pickle else _refused_globals(path, fmt, e)
     if refused:
-        raise ValueError(f"{path}: holds Python objects besides tensors ({', '.join(refused[:5])}); loading them "
-                         f"could run code, so the file was refused; {_TRUST_HINT}") from None
-    raise ValueError(f"{path}: cannot read this checkpoint: {_damage(path, fmt)}; copy or download it again, or "
-                     "save it again from the model") from None
+        raise ValueError(f"{path}: holds Python objects besides tensors ({', '.join(refused[:5])}); "
+                         f"loading them could run code, so the file was refused; {_TRUST_HINT}") from None
+    raise ValueError(f"{path}: cannot read this checkpoint: {_damage(path, fmt)}; copy or download it again, "
+                     "or save it again from the model") from None
 
 def _load_safetensors(path: Path) -> dict:
     "The tensors of a safetensors file (reading one never runs code); a damaged file is an error naming it."
@@ -571,11 +572,12 @@ def _load_safetensors(path: Path) -> dict:
                      "again, or save it again from the model") from None
 
 # %% ../nbs/05_promptir.ipynb #c068
-_CONTAINERS = {"state_dict": "lightning", "params": "basicsr", "params_ema": "basicsr (ema)", "model": "model"}
+_CONTAINERS = {"state_dict": "lightning", "params": "basicsr", "params_ema": "basicsr (ema)",
+               "model": "model"}
 _PREFIXES = ("net.", "module.", "_orig_mod.")
 
 def _state_dict_of(obj, path) -> tuple:
-    "The state_dict inside a loaded checkpoint and the container that held it (see `_CONTAINERS`, or 'plain')."
+    "The state_dict inside a loaded checkpoint and the container that held it (`_CONTAINERS` or 'plain')."
     if isinstance(obj, dict):
         for key, container in _CONTAINERS.items():
             if isinstance(obj.get(key), dict):
@@ -583,8 +585,8 @@ def _state_dict_of(obj, path) -> tuple:
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj, "plain"
     found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
-    raise ValueError(f"{path}: no state_dict found (expected a Lightning checkpoint with 'state_dict', a Restormer "
-                     f"checkpoint with 'params' or a plain state_dict; found {found})")
+    raise ValueError(f"{path}: no state_dict found (expected a Lightning checkpoint with 'state_dict', a "
+                     f"Restormer checkpoint with 'params' or a plain state_dict; found {found})")
 
 def _strip(name: str) -> str:
     "A parameter name without the prefixes of Lightning (`net.`), DataParallel and torch.compile."
@@ -597,14 +599,14 @@ def _read_state(path, trust_pickle: bool = False) -> tuple:
     "The tensors of the checkpoint file `path` under the network's own names, and its format."
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: a folder, not a checkpoint file (load a model folder with from_pretrained or "
-                         "load_restorer)")
+        raise ValueError(f"{path}: a folder, not a checkpoint file (load a model folder with from_pretrained "
+                         "or load_restorer)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     fmt = _file_format(path)
     if fmt == "unknown":
-        raise ValueError(f"{path}: not a checkpoint ({_damage(path, fmt)}); expected a .ckpt/.pth/.pt written by "
-                         "torch.save or a .safetensors file")
+        raise ValueError(f"{path}: not a checkpoint ({_damage(path, fmt)}); expected a .ckpt/.pth/.pt "
+                         "written by torch.save or a .safetensors file")
     if fmt == "safetensors":
         return {_strip(k): v for k, v in _load_safetensors(path).items()}, "safetensors"
     state, container = _state_dict_of(_torch_load(path, fmt, trust_pickle), path)
@@ -614,12 +616,12 @@ def _read_state(path, trust_pickle: bool = False) -> tuple:
     return tensors, container
 
 def read_checkpoint(path, trust_pickle: bool = False) -> dict:
-    "The tensors of a checkpoint file (.ckpt/.pth/.pt or .safetensors), prefixes stripped; never runs code by default."
+    "The tensors of a checkpoint file (.ckpt/.pth/.pt or .safetensors), prefixes stripped; runs no code."
     return _read_state(path, trust_pickle)[0]
 
 # %% ../nbs/05_promptir.ipynb #c071
 def describe_checkpoint(sd: dict) -> dict:
-    "The network a state_dict comes from: kind (promptir/restormer/other), LayerNorm, channels, dual-pixel, dim, bias."
+    "The network a state_dict comes from: kind, LayerNorm, image channels, dual-pixel, dim, conv bias."
     if any(k.startswith(tuple(f"{p}." for p in PROMPT_GENERATION)) for k in sd):
         kind = "promptir"
     elif "latent.0.attn.temperature" in sd:
@@ -636,20 +638,22 @@ def describe_checkpoint(sd: dict) -> dict:
                 dim=None if embed is None else int(embed.shape[0]),
                 bias="patch_embed.proj.bias" in sd)
 
+# %% ../nbs/05_promptir.ipynb #c075
 def config_for_checkpoint(sd: dict) -> PromptIRConfig:
-    "The paper's configuration with the LayerNorm, image channels and convolution bias of the network `sd` is from."
+    "The paper's configuration with the LayerNorm, image channels and conv bias of the network of `sd`."
     arch = describe_checkpoint(sd)
     if arch["kind"] == "other" or arch["out_channels"] is None:
         return PromptIRConfig.paper()
-    return dataclasses.replace(PromptIRConfig.paper(), layernorm=arch["layernorm"], channels=arch["out_channels"],
-                               bias=arch["bias"])
+    return dataclasses.replace(PromptIRConfig.paper(), layernorm=arch["layernorm"],
+                               channels=arch["out_channels"], bias=arch["bias"])
 
-# %% ../nbs/05_promptir.ipynb #c075
+# %% ../nbs/05_promptir.ipynb #c078
 def _match(own: dict, sd: dict) -> dict:
-    "Names of `sd` that fit the model state `own` (name and shape), differ in shape, are extra; and names missing."
+    "Names of `sd` that fit model state `own` (name and shape), differ in shape, are extra; names missing."
     common = [k for k in sd if k in own]
     return dict(loaded=[k for k in common if own[k].shape == sd[k].shape],
-                mismatched={k: [list(sd[k].shape), list(own[k].shape)] for k in common if own[k].shape != sd[k].shape},
+                mismatched={k: [list(sd[k].shape), list(own[k].shape)]
+                            for k in common if own[k].shape != sd[k].shape},
                 unexpected=[k for k in sd if k not in own],
                 missing=[k for k in own if k not in sd])
 
@@ -659,7 +663,7 @@ def _counts(match: dict, own: dict) -> dict:
                 mismatched=len(match["mismatched"]), missing=len(match["missing"]))
 
 def _unknown_prefix(own: dict, sd: dict) -> str | None:
-    "The most common leading part of `sd`'s names which, removed, leaves a name of the model (e.g. 'generator.')."
+    "The most common leading part of `sd`'s names which, removed, leaves a model name (e.g. 'generator.')."
     found = {}
     for name in sd:
         parts = name.split(".")
@@ -677,18 +681,19 @@ def _likely_cause(own: dict, sd: dict, match: dict, arch: dict) -> str:
     prefix = _unknown_prefix(own, sd)
     if arch["kind"] == "other" and prefix:
         example = next(k for k in sd if k.startswith(prefix))
-        return (f"its names carry the prefix {prefix!r} (e.g. {example!r}): save the network's own state_dict, "
-                "or strip the prefix")
+        return (f"its names carry the prefix {prefix!r} (e.g. {example!r}): save the network's own "
+                "state_dict, or strip the prefix")
     if arch["kind"] == "other":
         return f"not a PromptIR/Restormer checkpoint (its first names: {list(sd)[:3]})"
     if match["mismatched"]:
         name, (theirs, mine) = next(iter(match["mismatched"].items()))
         return (f"a {arch['kind']} network of another configuration (dim {arch['dim']}): "
                 f"{len(match['mismatched'])} tensors have the model's names but other shapes (e.g. {name}: "
-                f"{theirs} in the file, {mine} in the model); build the model with the checkpoint's configuration")
+                f"{theirs} in the file, {mine} in the model); build the model with the checkpoint's "
+                "configuration")
     return f"a {arch['kind']} checkpoint that holds few of the model's tensors"
 
-# %% ../nbs/05_promptir.ipynb #c078
+# %% ../nbs/05_promptir.ipynb #c081
 class PartialLoadWarning(UserWarning):
     "A checkpoint filled only part of the model, or a model that differs from the checkpoint's network."
 
@@ -697,23 +702,23 @@ def _norm_note(config, arch: dict, match: dict) -> str:
     n = sum(1 for k in match["missing"] + match["unexpected"]
             if k.endswith(".body.bias") and k.replace(".body.bias", ".body.weight") in match["loaded"])
     if arch["layernorm"] == "BiasFree":
-        return (f"the checkpoint's LayerNorms are BiasFree (no mean subtraction, no bias), this model's WithBias: "
-                f"{n} LayerNorm biases keep their initial zeros and every norm subtracts a mean the checkpoint's "
-                "network never subtracts, so this is not that network; build the model with "
-                "PromptIRConfig(layernorm='BiasFree')")
-    return (f"the checkpoint's LayerNorms are WithBias, this model's BiasFree: {n} LayerNorm biases were not loaded "
-            "and no norm subtracts the mean, so this is not the checkpoint's network; build the model with "
-            "PromptIRConfig(layernorm='WithBias')")
+        return (f"the checkpoint's LayerNorms are BiasFree (no mean subtraction, no bias), this model's "
+                f"WithBias: {n} LayerNorm biases keep their initial zeros and every norm subtracts a mean "
+                "the checkpoint's network never subtracts, so this is not that network; build the model "
+                "with PromptIRConfig(layernorm='BiasFree')")
+    return (f"the checkpoint's LayerNorms are WithBias, this model's BiasFree: {n} LayerNorm biases were not "
+            "loaded and no norm subtracts the mean, so this is not the checkpoint's network; build the model "
+            "with PromptIRConfig(layernorm='WithBias')")
 
 def _channels_note(config, arch: dict) -> str:
     "What loading a network for other image channels (or dual-pixel input) means."
     if arch["dual_pixel"]:
-        return ("a dual-pixel Restormer (6 input channels: the two views of a dual-pixel sensor, and skip_conv): "
-                "PromptIR has no dual-pixel form, so patch_embed and skip_conv were not loaded and this network "
-                "takes one 3-channel image instead")
+        return ("a dual-pixel Restormer (6 input channels: the two views of a dual-pixel sensor, and "
+                "skip_conv): PromptIR has no dual-pixel form, so patch_embed and skip_conv were not loaded "
+                "and this network takes one 3-channel image instead")
     return (f"the checkpoint's network maps {arch['in_channels']}-channel to {arch['out_channels']}-channel "
-            f"images, this model {config.channels}-channel ones: patch_embed and output were not loaded; build the "
-            f"model with PromptIRConfig(channels={arch['out_channels']})")
+            f"images, this model {config.channels}-channel ones: patch_embed and output were not loaded; "
+            f"build the model with PromptIRConfig(channels={arch['out_channels']})")
 
 def _variant_notes(config, arch: dict, match: dict) -> list:
     "What did not load from a Restormer/PromptIR checkpoint into a model of `config`, and why it matters."
@@ -725,25 +730,28 @@ def _variant_notes(config, arch: dict, match: dict) -> list:
     if arch["dual_pixel"] or config.channels not in (arch["in_channels"], arch["out_channels"]):
         notes.append(_channels_note(config, arch))
     if arch["bias"] != config.bias:
-        notes.append(f"the checkpoint's convolutions {'have' if arch['bias'] else 'have no'} biases, this model's "
-                     f"{'have' if config.bias else 'have no'}: build the model with PromptIRConfig(bias={arch['bias']})")
+        notes.append(f"the checkpoint's convolutions {'have' if arch['bias'] else 'have no'} biases, this "
+                     f"model's {'do' if config.bias else 'do not'}: build the model with "
+                     f"PromptIRConfig(bias={arch['bias']})")
     if arch["kind"] == "restormer":
         prompts = sum(1 for k in match["missing"] if param_group(k) != "backbone")
-        notes.append(f"a Restormer checkpoint fills the backbone only: the prompt modules ({prompts} tensors) and "
-                     f"{len(match['mismatched'])} tensors whose shapes differ in PromptIR "
-                     f"({', '.join(list(match['mismatched'])[:4])}) keep their initialisation; train them before "
-                     "using the network as a restorer")
+        differ = ", ".join(list(match["mismatched"])[:4])
+        notes.append(f"a Restormer checkpoint fills the backbone only: the prompt modules ({prompts} "
+                     f"tensors) and {len(match['mismatched'])} tensors whose shapes differ in PromptIR "
+                     f"({differ}) keep their initialisation; train them before using the network as a "
+                     "restorer")
     return notes
 
-# %% ../nbs/05_promptir.ipynb #c081
+# %% ../nbs/05_promptir.ipynb #c084
 def _refuse_if_few(path, own: dict, sd: dict, match: dict, arch: dict, min_loaded: float):
     "Refuse a checkpoint of which fewer than `min_loaded` of the model's tensors match, saying why."
     if not isinstance(min_loaded, (int, float)) or not 0 <= min_loaded <= 1:
         raise ValueError(f"min_loaded: expected a share in [0, 1], got {min_loaded!r}")
     n = len(match["loaded"])
     if n < min_loaded * len(own):
-        raise ValueError(f"{path}: only {n} of the model's {len(own)} tensors match the checkpoint by name and shape "
-                         f"({n / max(len(own), 1):.0%}; at least {min_loaded:.0%} needed); likely cause: "
+        share = n / max(len(own), 1)
+        raise ValueError(f"{path}: only {n} of the model's {len(own)} tensors match the checkpoint by name "
+                         f"and shape ({share:.0%}; at least {min_loaded:.0%} needed); likely cause: "
                          f"{_likely_cause(own, sd, match, arch)}")
 
 def _refuse_if_not_exact(path, counts: dict, match: dict, notes: list):
@@ -751,8 +759,8 @@ def _refuse_if_not_exact(path, counts: dict, match: dict, notes: list):
     if counts["mismatched"] or counts["unexpected"] or counts["missing"]:
         examples = {k: list(match[k])[:3] for k in ("mismatched", "unexpected", "missing") if match[k]}
         why = "; ".join(notes) or f"e.g. {examples}"
-        raise ValueError(f"{path}: does not match the model exactly ({counts}): {why}; pass strict=False to load "
-                         "what fits")
+        raise ValueError(f"{path}: does not match the model exactly ({counts}): {why}; pass strict=False to "
+                         "load what fits")
 
 def _load_state(model, sd: dict, path, strict: bool | None = None, min_loaded: float = 0.5) -> dict:
     "Check `sd` against `model` as `load_official_checkpoint` does, copy what fits, warn; the load's report."
@@ -769,8 +777,9 @@ def _load_state(model, sd: dict, path, strict: bool | None = None, min_loaded: f
             own[k].copy_(sd[k])
     complete = not match["missing"] and not match["mismatched"]
     if not complete and not notes:
-        notes = [f"loaded {counts['loaded']} of the model's {counts['expected']} tensors; the others keep their "
-                 f"initial values (e.g. {(match['missing'] + list(match['mismatched']))[:3]})"]
+        examples = (match["missing"] + list(match["mismatched"]))[:3]
+        notes = [f"loaded {counts['loaded']} of the model's {counts['expected']} tensors; the others keep "
+                 f"their initial values (e.g. {examples})"]
     for note in notes:
         warnings.warn(f"{path}: {note}", PartialLoadWarning, stacklevel=3)
     return dict(path=str(path), kind=arch["kind"], architecture=arch, complete=complete, counts=counts,
@@ -780,26 +789,26 @@ def _load_state(model, sd: dict, path, strict: bool | None = None, min_loaded: f
 
 def load_official_checkpoint(model, path, strict: bool | None = None, trust_pickle: bool = False,
                              min_loaded: float = 0.5) -> dict:
-    "Load an official PromptIR (Lightning, `net.`) or Restormer checkpoint into `model`; report what was loaded."
+    "Load an official PromptIR (Lightning, `net.`) or Restormer checkpoint into `model`; report the load."
     return _load_state(model, read_checkpoint(path, trust_pickle), path, strict, min_loaded)
 
-# %% ../nbs/05_promptir.ipynb #c091
+# %% ../nbs/05_promptir.ipynb #c094
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 def _check_replaceable(folder: Path):
-    "Refuse to replace `folder` unless it is absent, empty or a model folder (`save_pretrained` replaces it all)."
+    "Refuse to replace `folder` unless it is absent, empty or a model folder (save_pretrained replaces it)."
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: exists and is not a folder")
     if not folder.is_dir():
         return
     other = sorted(p.name for p in folder.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME))
     if other:
-        raise ValueError(f"{folder}: holds other files ({other[:5]}); save_pretrained replaces the whole folder, "
-                         "so give it a new or empty one")
+        raise ValueError(f"{folder}: holds other files ({other[:5]}); save_pretrained replaces the whole "
+                         "folder, so give it a new or empty one")
 
 def save_pretrained(model: PromptIR, folder) -> Path:
-    "Write `model`'s configuration (config.json) and weights (model.safetensors) as the folder `folder`, atomically."
+    "Write `model`'s configuration (config.json) and weights (model.safetensors) as `folder`, atomically."
     from safetensors.torch import save_file
     folder = Path(folder)
     _check_replaceable(folder)
@@ -811,7 +820,7 @@ def save_pretrained(model: PromptIR, folder) -> Path:
 
 PromptIR.save_pretrained = save_pretrained
 
-# %% ../nbs/05_promptir.ipynb #c093
+# %% ../nbs/05_promptir.ipynb #c096
 def _read_model_config(path: Path) -> PromptIRConfig:
     "The `PromptIRConfig` in a model folder's config.json, with errors naming the file."
     record = read_json(path)  # names the file when it is missing or not JSON
@@ -827,11 +836,11 @@ def from_pretrained(folder, device=None, dtype=None) -> PromptIR:
     "The `PromptIR` saved in `folder` by `save_pretrained` (weights loaded strictly)."
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such model folder (expected {CONFIG_NAME} and {WEIGHTS_NAME}, as "
-                                "written by save_pretrained)")
+        raise FileNotFoundError(f"{folder}: no such model folder (expected {CONFIG_NAME} and {WEIGHTS_NAME}, "
+                                "as written by save_pretrained)")
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: missing (expected a folder written by save_pretrained)")
+            raise FileNotFoundError(f"{folder / name}: missing (expected a folder from save_pretrained)")
     config = _read_model_config(folder / CONFIG_NAME)
     tensors = _load_safetensors(folder / WEIGHTS_NAME)
     model = PromptIR(config)
@@ -844,7 +853,7 @@ def from_pretrained(folder, device=None, dtype=None) -> PromptIR:
 
 PromptIR.from_pretrained = staticmethod(from_pretrained)
 
-# %% ../nbs/05_promptir.ipynb #c096
+# %% ../nbs/05_promptir.ipynb #c099
 def _restorer_from_folder(folder: Path) -> tuple:
     "The model of a `save_pretrained` folder and its info."
     model = from_pretrained(folder)
@@ -862,8 +871,9 @@ def _restorer_from_file(path: Path, trust_pickle: bool, min_loaded: float) -> tu
     keep = ("kind", "path", "complete", "counts", "warnings", "architecture")
     return model, dict({k: report[k] for k in keep}, format=fmt, config=config.to_dict())
 
-def load_restorer(path, device=None, dtype=None, trust_pickle: bool = False, min_loaded: float = 0.5) -> tuple:
-    "`(model, info)`: a PromptIR in eval mode from a model folder, the authors' .ckpt or a Restormer/PromptIR file."
+def load_restorer(path, device=None, dtype=None, trust_pickle: bool = False,
+                  min_loaded: float = 0.5) -> tuple:
+    "`(model, info)`: a PromptIR in eval mode from a model folder, the authors' .ckpt or a Restormer file."
     path = Path(path)
     if path.is_file() and path.name == WEIGHTS_NAME and (path.parent / CONFIG_NAME).is_file():
         path = path.parent
@@ -877,11 +887,11 @@ def load_restorer(path, device=None, dtype=None, trust_pickle: bool = False, min
     info["device"] = str(next(model.parameters()).device)
     return model, info
 
-# %% ../nbs/05_promptir.ipynb #c100
+# %% ../nbs/05_promptir.ipynb #c103
 @patch
 def to_lightweight(self: PromptIRConfig, shallow_size=None, prompt_scale: float = 0.5,
                    deep_ffn_expansion: float = 1.5, shallow_level: int = 1) -> PromptIRConfig:
-    "Paper B's reductions of this configuration: shallow prompt component stored at `prompt_scale`, deep PIM FFN."
+    "Paper B's reductions of this configuration: the shallow prompt stored at `prompt_scale`, the deep FFN."
     if shallow_level not in (1, 2, 3):
         raise ValueError(f"shallow_level: expected 1, 2 or 3, got {shallow_level!r}")
     sizes = list(self.prompt_sizes)
@@ -893,26 +903,26 @@ def to_lightweight(self: PromptIRConfig, shallow_size=None, prompt_scale: float 
     return dataclasses.replace(self, prompt_sizes=tuple(sizes), prompt_scales=tuple(scales),
                                pim_ffn_expansion=deep_ffn)
 
-# %% ../nbs/05_promptir.ipynb #c102
+# %% ../nbs/05_promptir.ipynb #c105
 @patch(cls_method=True)
 def lightweight(cls: PromptIRConfig, shallow_size=(180, 320), prompt_scale: float = 0.5,
                 deep_ffn_expansion: float = 1.5, shallow_level: int = 1) -> PromptIRConfig:
-    "Paper B's lightweight PromptIR: the paper network with its reductions, shallow component (180, 320) at half size."
+    "Paper B's lightweight PromptIR: the paper network reduced, shallow component (180, 320) at half size."
     return cls.paper().to_lightweight(shallow_size, prompt_scale, deep_ffn_expansion, shallow_level)
 
-# %% ../nbs/05_promptir.ipynb #c106
+# %% ../nbs/05_promptir.ipynb #c109
 def freeze_backbone(model: nn.Module, freeze: bool = True) -> nn.Module:
     "Freeze (or unfreeze) everything but the prompt generation and interaction blocks."
     for name, p in model.named_parameters():
         p.requires_grad_(param_group(name) in ("prompt generation", "prompt interaction") or not freeze)
     return model
 
-# %% ../nbs/05_promptir.ipynb #c109
+# %% ../nbs/05_promptir.ipynb #c112
 def trainable_parameters(model: nn.Module) -> list:
     "The list of parameters with `requires_grad` (the tensors, not a count), for the optimizer."
     return [p for p in model.parameters() if p.requires_grad]
 
-# %% ../nbs/05_promptir.ipynb #c112
+# %% ../nbs/05_promptir.ipynb #c115
 def _truncate_ffn(name: str, src, shape):
     "The first hidden channels of a wider GDFN tensor, for a narrower one of `shape`."
     if name.endswith("project_out.weight"):
@@ -927,7 +937,8 @@ def _init_from(name: str, target, source, ffn_init: str) -> str:
         target.copy_(source)
         return "copied"
     if source is not None and name.endswith("prompt_param") and source.shape[:3] == target.shape[:3]:
-        target.copy_(F.interpolate(source[0], size=target.shape[-2:], mode="bilinear", align_corners=False)[None])
+        resized = F.interpolate(source[0], size=target.shape[-2:], mode="bilinear", align_corners=False)
+        target.copy_(resized[None])
         return "resized"
     if source is not None and ffn_init == "truncate" and ".ffn." in name and source.ndim == target.ndim:
         target.copy_(_truncate_ffn(name, source, target.shape))
@@ -935,7 +946,7 @@ def _init_from(name: str, target, source, ffn_init: str) -> str:
     return "not_copied"
 
 def lightweight_from_full(full: PromptIR, config: PromptIRConfig | None = None, ffn_init: str = "random"):
-    "A lightweight PromptIR initialised from `full` (same-shape tensors copied, prompts resized), with a report."
+    "A lightweight PromptIR initialised from `full` (same shapes copied, prompts resized), with a report."
     if ffn_init not in ("random", "truncate"):
         raise ValueError(f"ffn_init: expected 'random' or 'truncate', got {ffn_init!r}")
     ref = next(full.parameters())
@@ -947,9 +958,9 @@ def lightweight_from_full(full: PromptIR, config: PromptIRConfig | None = None, 
             report[_init_from(name, target, source.get(name), ffn_init)].append(name)
     return light, report
 
-# %% ../nbs/05_promptir.ipynb #c116
+# %% ../nbs/05_promptir.ipynb #c119
 def pad_to_multiple(x, multiple: int = 8):
-    "Pad `[B,C,H,W]` at the bottom/right to multiples of `multiple` (reflect; replicate along a side too short)."
+    "Pad `[B,C,H,W]` at the bottom/right to multiples of `multiple` (reflect; replicate if a side is short)."
     h, w = x.shape[-2:]
     ph = -h % multiple
     pw = -w % multiple
@@ -959,7 +970,7 @@ def pad_to_multiple(x, multiple: int = 8):
         x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
     return x
 
-# %% ../nbs/05_promptir.ipynb #c118
+# %% ../nbs/05_promptir.ipynb #c121
 def to_channels_last(model: nn.Module) -> nn.Module:
     "Store the 4-D (convolution) weights of `model` channels_last, in place (the 5-D prompt components stay)."
     with torch.no_grad():
@@ -968,7 +979,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
     return model
 
-# %% ../nbs/05_promptir.ipynb #c121
+# %% ../nbs/05_promptir.ipynb #c124
 _AMP = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 def _amp_dtype(autocast):
@@ -982,7 +993,7 @@ def _amp_dtype(autocast):
     raise ValueError(f"autocast: expected None, 'bf16' or 'fp16', got {autocast!r}")
 
 def _forward(model, x, amp, channels_last: bool):
-    "`model(x)` on the model's device and dtype, under autocast `amp` (None: off); float32 output on that device."
+    "`model(x)` on the model's device and dtype, under autocast `amp` (None: off); float32 output there."
     p = next(model.parameters())
     x = x.to(device=p.device, dtype=p.dtype)
     if channels_last:
@@ -991,7 +1002,7 @@ def _forward(model, x, amp, channels_last: bool):
         y = model(x)
     return y.float()
 
-# %% ../nbs/05_promptir.ipynb #c124
+# %% ../nbs/05_promptir.ipynb #c127
 def _starts(n: int, tile: int, step: int) -> list:
     "Origins of tiles of length `tile` every `step` covering `0..n`, the last one flush with the end."
     if tile >= n:
@@ -1006,11 +1017,14 @@ def _edge_weights(n: int, overlap: int, margin: int, inner_start: bool, inner_en
     w = torch.ones(n)
     for distance, inner in ((d, inner_start), (n - 1 - d, inner_end)):
         if inner:
-            rise = ((distance - margin + 0.5) / span).clamp(0, 1) if span > 0 else (distance >= margin).float()
+            if span > 0:
+                rise = ((distance - margin + 0.5) / span).clamp(0, 1)
+            else:
+                rise = (distance >= margin).float()
             w = torch.minimum(w, rise)
     return w
 
-# %% ../nbs/05_promptir.ipynb #c126
+# %% ../nbs/05_promptir.ipynb #c129
 def _check_tiling(tile, overlap, margin, multiple: int = 1) -> tuple:
     "`(tile height, tile width, margin)`, with errors naming `tile`, `overlap` or `margin`."
     try:
@@ -1020,14 +1034,14 @@ def _check_tiling(tile, overlap, margin, multiple: int = 1) -> tuple:
     if min(th, tw) < 1 or th % multiple or tw % multiple:
         raise ValueError(f"tile: expected positive multiples of {multiple}, got {tile!r}")
     if not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < min(th, tw):
-        raise ValueError(f"overlap: expected an int with 0 <= overlap < tile ({min(th, tw)}), got {overlap!r}")
+        raise ValueError(f"overlap: expected an int, 0 <= overlap < tile ({min(th, tw)}), got {overlap!r}")
     margin = overlap // 4 if margin is None else margin
     if not 0 <= 2 * margin <= overlap:
         raise ValueError(f"margin: expected 0 <= margin <= overlap / 2 = {overlap / 2}, got {margin!r}")
     return th, tw, margin
 
 def tiled_forward(fn, x, tile, overlap: int = 32, margin: int | None = None, multiple: int = 1):
-    "Apply `fn` (`[B,C,h,w]` -> same size) to overlapping tiles of `x` and blend them; output on `x`'s device."
+    "Apply `fn` (`[B,C,h,w]` -> same size) to overlapping tiles of `x`, blended; output on `x`'s device."
     th, tw, margin = _check_tiling(tile, overlap, margin, multiple)
     B, _, H, W = x.shape
     th = min(th, H)
@@ -1046,7 +1060,7 @@ def tiled_forward(fn, x, tile, overlap: int = 32, margin: int | None = None, mul
             weight[top:top + th, left:left + tw] += wgt
     return out / weight
 
-# %% ../nbs/05_promptir.ipynb #c130
+# %% ../nbs/05_promptir.ipynb #c133
 def _check_restore_args(x, batch_size, tile, overlap, multiple):
     "Refuse bad arguments of `restore` by name before any work."
     if not isinstance(x, torch.Tensor) or x.ndim < 3 or not x.is_floating_point():
@@ -1068,8 +1082,8 @@ def _to_model_channels(frames, model_channels: int) -> tuple:
     if model_channels == 3 and C == 4:
         return frames[:, :3], frames[:, 3:]
     expected = "1 (gray), 3 or 4 (RGBA)" if model_channels == 3 else str(model_channels)
-    raise ValueError(f"x: the model restores {model_channels}-channel frames, so C must be {expected}; got {C} "
-                     f"(shape {list(frames.shape)})")
+    raise ValueError(f"x: the model restores {model_channels}-channel frames, so C must be {expected}; "
+                     f"got {C} (shape {list(frames.shape)})")
 
 def _from_model_channels(y, channels: int, alpha, clamp: bool):
     "The restored frames with the input's channels: gray averaged back, alpha put back; clamped to [0, 1]."
@@ -1079,7 +1093,7 @@ def _from_model_channels(y, channels: int, alpha, clamp: bool):
     return y if alpha is None else torch.cat([y, alpha.float()], dim=1)
 
 def _restore_batch(model, frames, amp, channels_last: bool, tile, overlap: int, multiple: int):
-    "Restore `[B,C,H,W]` frames of any size: pad once, run whole or in tiles, crop; output on the frames' device."
+    "Restore `[B,C,H,W]` frames of any size: pad once, run whole or in tiles, crop; output beside the input."
     h, w = frames.shape[-2:]
     padded = pad_to_multiple(frames, multiple)
     run = lambda t: _forward(model, t, amp, channels_last)
@@ -1089,7 +1103,7 @@ def _restore_batch(model, frames, amp, channels_last: bool, tile, overlap: int, 
         y = tiled_forward(run, padded, tile, overlap, multiple=multiple)
     return y[..., :h, :w]
 
-# %% ../nbs/05_promptir.ipynb #c132
+# %% ../nbs/05_promptir.ipynb #c135
 def restore(model, x, batch_size: int | None = None, autocast=None, channels_last: bool = False,
             tile=None, overlap: int = 32, multiple: int = 8, clamp: bool = True) -> torch.Tensor:
     "Restore frames `[...,C,H,W]` (any H, W; C 1, 3 or 4) with `model`: float32, same shape, on `x`'s device."
