@@ -1034,7 +1034,8 @@ def _check_tiling(tile, overlap, margin, multiple: int = 1) -> tuple:
     if min(th, tw) < 1 or th % multiple or tw % multiple:
         raise ValueError(f"tile: expected positive multiples of {multiple}, got {tile!r}")
     if not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < min(th, tw):
-        raise ValueError(f"overlap: expected an int, 0 <= overlap < tile ({min(th, tw)}), got {overlap!r}")
+        raise ValueError(f"overlap: expected an int with 0 <= overlap < tile, got overlap={overlap!r} with "
+                         f"tile={tile!r} (use a larger tile or a smaller overlap)")
     margin = overlap // 4 if margin is None else margin
     if not 0 <= 2 * margin <= overlap:
         raise ValueError(f"margin: expected 0 <= margin <= overlap / 2 = {overlap / 2}, got {margin!r}")
