@@ -4,7 +4,14 @@
 
 # %% ../nbs/05_promptir.ipynb #c003
 from __future__ import annotations
-import dataclasses, json, math, pickle
+import dataclasses
+import json
+import math
+import pickle
+import re
+import struct
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,67 +19,103 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch.utils.checkpoint import checkpoint
 
-from .core import atomic_path, read_json, write_json
+from .core import atomic_dir, get_device, read_json, write_json
 
 # %% auto #0
 __all__ = ['PROMPT_GENERATION', 'PROMPT_INTERACTION', 'UNUSED', 'GROUPS', 'CONFIG_NAME', 'WEIGHTS_NAME', 'PromptIRConfig',
            'LayerNorm2d', 'DWConv3x3', 'MDTA', 'GDFN', 'TransformerBlock', 'Downsample', 'Upsample',
            'OverlapPatchEmbed', 'PromptGenBlock', 'PromptIR', 'deterministic_weights', 'param_group', 'param_table',
-           'read_checkpoint', 'load_official_checkpoint', 'save_pretrained', 'from_pretrained', 'freeze_backbone',
+           'read_checkpoint', 'describe_checkpoint', 'config_for_checkpoint', 'PartialLoadWarning',
+           'load_official_checkpoint', 'save_pretrained', 'from_pretrained', 'load_restorer', 'freeze_backbone',
            'trainable_parameters', 'lightweight_from_full', 'pad_to_multiple', 'to_channels_last', 'tiled_forward',
            'restore']
 
 # %% ../nbs/05_promptir.ipynb #c006
-def _hw(size):
+_LENGTHS = dict(num_blocks=4, heads=4, prompt_dims=3, prompt_lens=3, prompt_sizes=3, prompt_scales=3,
+                pim_heads=3, pim_ffn_expansion=3)
+
+def _hw(size) -> tuple:
     "A prompt size given as an int (square) or `(H, W)`, as a tuple `(H, W)`."
-    if isinstance(size, (int, np.integer)): return (int(size), int(size))
+    if isinstance(size, (int, np.integer)):
+        return (int(size), int(size))
     h, w = size
     return (int(h), int(w))
 
+def _size(size):
+    "A prompt size kept as an int when square-given, else as an `(H, W)` tuple."
+    return int(size) if isinstance(size, (int, np.integer)) else _hw(size)
+
+def _values(name: str, values, kind) -> tuple:
+    "The per-level setting `name` as a tuple of `kind`; a scalar or string is an error naming the field."
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ValueError(f"{name}: expected {_LENGTHS[name]} values (one per level), got {values!r}")
+    return tuple(kind(v) for v in values)
+
+def _jsonable(value):
+    "Tuples (nested too) as lists, for JSON."
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+# %% ../nbs/05_promptir.ipynb #c008
 @dataclass
 class PromptIRConfig:
     "Every architectural choice of PromptIR; `PromptIRConfig.paper()` is the authors' network."
-    channels: int = 3                              # image channels in and out (the output adds the input back)
-    dim: int = 48                                  # channels of encoder level 1; level k has dim * 2**(k-1)
-    num_blocks: tuple = (4, 6, 6, 8)               # transformer blocks per encoder level (decoder mirrors 1-3)
+    channels: int = 3                     # image channels in and out (the output adds the input back)
+    dim: int = 48                         # channels of encoder level 1; level k has dim * 2**(k-1)
+    num_blocks: tuple = (4, 6, 6, 8)      # transformer blocks per encoder level (decoder mirrors 1-3)
     num_refinement_blocks: int = 4
-    heads: tuple = (1, 2, 4, 8)                    # attention heads per level
-    ffn_expansion: float = 2.66                    # GDFN hidden width = int(C * ffn_expansion), backbone blocks
-    bias: bool = False                             # bias in the convolutions
-    layernorm: str = "WithBias"                    # 'WithBias' or 'BiasFree'
-    prompt_dims: tuple = (64, 128, 320)            # prompt channels, levels 1, 2, 3
-    prompt_lens: tuple = (5, 5, 5)                 # prompt components per level
-    prompt_sizes: tuple = (64, 32, 16)             # nominal component size per level: int or (H, W)
-    prompt_scales: tuple = (1.0, 1.0, 1.0)         # stored size = round(nominal * scale), interpolated bilinearly
-    pim_heads: tuple = (4, 4, 4)                   # heads of the prompt interaction blocks
+    heads: tuple = (1, 2, 4, 8)           # attention heads per level
+    ffn_expansion: float = 2.66           # GDFN hidden width = int(C * ffn_expansion), backbone blocks
+    bias: bool = False                    # bias in the convolutions
+    layernorm: str = "WithBias"           # 'WithBias' or 'BiasFree'
+    prompt_dims: tuple = (64, 128, 320)   # prompt channels, levels 1, 2, 3
+    prompt_lens: tuple = (5, 5, 5)        # prompt components per level
+    prompt_sizes: tuple = (64, 32, 16)    # nominal component size per level: int or (H, W)
+    prompt_scales: tuple = (1.0, 1.0, 1.0)  # stored size = round(nominal * scale), interpolated bilinearly
+    pim_heads: tuple = (4, 4, 4)          # heads of the prompt interaction blocks
     pim_ffn_expansion: tuple = (2.66, 2.66, 2.66)  # FFN expansion of the prompt interaction blocks
-    unused_modules: bool = True                    # build the 6 convolutions the official forward never uses
+    unused_modules: bool = True           # build the 6 convolutions the official forward never uses
 
     def __post_init__(self):
-        self.num_blocks, self.heads = tuple(int(n) for n in self.num_blocks), tuple(int(h) for h in self.heads)
-        self.prompt_dims, self.prompt_lens = tuple(int(d) for d in self.prompt_dims), tuple(int(n) for n in self.prompt_lens)
-        self.prompt_sizes = tuple(s if isinstance(s, (int, np.integer)) else _hw(s) for s in self.prompt_sizes)
-        self.prompt_scales = tuple(float(s) for s in self.prompt_scales)
-        self.pim_heads, self.pim_ffn_expansion = tuple(int(h) for h in self.pim_heads), tuple(float(e) for e in self.pim_ffn_expansion)
+        "Store the per-level settings as tuples and check every value."
+        self.num_blocks = _values("num_blocks", self.num_blocks, int)
+        self.heads = _values("heads", self.heads, int)
+        self.prompt_dims = _values("prompt_dims", self.prompt_dims, int)
+        self.prompt_lens = _values("prompt_lens", self.prompt_lens, int)
+        self.prompt_sizes = _values("prompt_sizes", self.prompt_sizes, _size)
+        self.prompt_scales = _values("prompt_scales", self.prompt_scales, float)
+        self.pim_heads = _values("pim_heads", self.pim_heads, int)
+        self.pim_ffn_expansion = _values("pim_ffn_expansion", self.pim_ffn_expansion, float)
         self._check()
 
     def _check(self):
-        for name, n in [("num_blocks", 4), ("heads", 4), ("prompt_dims", 3), ("prompt_lens", 3), ("prompt_sizes", 3),
-                        ("prompt_scales", 3), ("pim_heads", 3), ("pim_ffn_expansion", 3)]:
-            if len(getattr(self, name)) != n: raise ValueError(f"{name}: expected {n} values, got {getattr(self, name)}")
-        if self.layernorm not in ("WithBias", "BiasFree"): raise ValueError(f"layernorm: expected 'WithBias' or 'BiasFree', got {self.layernorm!r}")
-        if self.channels < 1 or self.dim < 1: raise ValueError(f"channels, dim: expected positive ints, got {self.channels}, {self.dim}")
-        for k, h in enumerate(self.heads):
-            if (self.dim * 2**k) % h: raise ValueError(f"heads: level {k+1} has {self.dim * 2**k} channels, not divisible by {h} heads")
-        for k, h in enumerate(self.pim_heads):
-            if self.pim_dim(k + 1) % h: raise ValueError(f"pim_heads: level {k+1} block has {self.pim_dim(k+1)} channels, not divisible by {h} heads")
-        if not all(0 < s <= 1 for s in self.prompt_scales): raise ValueError(f"prompt_scales: expected values in (0, 1], got {self.prompt_scales}")
+        "Refuse settings the network cannot be built with, naming the field."
+        for name, n in _LENGTHS.items():
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name}: expected {n} values, got {getattr(self, name)}")
+        if self.layernorm not in ("WithBias", "BiasFree"):
+            raise ValueError(f"layernorm: expected 'WithBias' or 'BiasFree', got {self.layernorm!r}")
+        if self.channels < 1 or self.dim < 1:
+            raise ValueError(f"channels, dim: expected positive ints, got {self.channels}, {self.dim}")
+        for level, heads in enumerate(self.heads, 1):
+            if (self.dim * 2 ** (level - 1)) % heads:
+                raise ValueError(f"heads: level {level} has {self.dim * 2 ** (level - 1)} channels, "
+                                 f"not divisible by {heads} heads")
+        for level, heads in enumerate(self.pim_heads, 1):
+            if self.pim_dim(level) % heads:
+                raise ValueError(f"pim_heads: level {level} block has {self.pim_dim(level)} channels, "
+                                 f"not divisible by {heads} heads")
+        if not all(0 < s <= 1 for s in self.prompt_scales):
+            raise ValueError(f"prompt_scales: expected values in (0, 1], got {self.prompt_scales}")
+        if self.ffn_expansion <= 0 or not all(e > 0 for e in self.pim_ffn_expansion):
+            raise ValueError(f"ffn_expansion, pim_ffn_expansion: expected positive values, "
+                             f"got {self.ffn_expansion}, {self.pim_ffn_expansion}")
 
     def feature_dim(self, level: int) -> int:
         "Channels of the decoder features the level-`level` prompt block sees (2*dim, 4*dim, 8*dim)."
-        return self.dim * 2**level
+        return self.dim * 2 ** level
 
     def pim_dim(self, level: int) -> int:
         "Channels of the level-`level` prompt interaction block: features concatenated with the prompt."
@@ -84,20 +127,22 @@ class PromptIRConfig:
 
     def stored_hw(self, level: int) -> tuple:
         "`(H, W)` at which the level-`level` prompt component is stored (nominal size times its scale)."
-        s = self.prompt_scales[level - 1]
-        return tuple(max(1, round(n * s)) for n in self.prompt_hw(level))
+        scale = self.prompt_scales[level - 1]
+        return tuple(max(1, round(n * scale)) for n in self.prompt_hw(level))
 
     def to_dict(self) -> dict:
         "The configuration as a JSON-ready dict."
-        d = dataclasses.asdict(self)
-        return {k: ([list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) else v) for k, v in d.items()}
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptIRConfig":
         "A configuration from `to_dict`'s output (unknown keys are an error)."
+        if not isinstance(d, dict):
+            raise ValueError(f"config: expected a dict of settings, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad: raise ValueError(f"config: unknown keys {bad} (expected some of {sorted(names)})")
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown} (expected some of {sorted(names)})")
         return cls(**d)
 
     @classmethod
@@ -106,23 +151,13 @@ class PromptIRConfig:
         return cls()
 
     @classmethod
-    def lightweight(cls, shallow_size=(180, 320), prompt_scale: float = 0.5, deep_ffn_expansion: float = 1.5,
-                    shallow_level: int = 1) -> "PromptIRConfig":
-        "Paper B's lightweight PromptIR: shallow prompt component stored at half size, deep PIM FFN expansion 1.5."
-        if shallow_level not in (1, 2, 3): raise ValueError(f"shallow_level: expected 1, 2 or 3, got {shallow_level!r}")
-        base = cls.paper()
-        sizes, scales = list(base.prompt_sizes), list(base.prompt_scales)
-        sizes[shallow_level - 1], scales[shallow_level - 1] = _hw(shallow_size), prompt_scale
-        return dataclasses.replace(base, prompt_sizes=tuple(sizes), prompt_scales=tuple(scales),
-                                   pim_ffn_expansion=base.pim_ffn_expansion[:2] + (float(deep_ffn_expansion),))
-
-    @classmethod
     def tiny(cls) -> "PromptIRConfig":
         "A very small network with the same structure, for tests and smoke runs on CPU."
-        return cls(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2), prompt_dims=(8, 16, 24),
-                   prompt_lens=(3, 3, 3), prompt_sizes=(16, 8, 4), pim_heads=(2, 2, 2), pim_ffn_expansion=(2.66,) * 3)
+        return cls(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
+                   prompt_dims=(8, 16, 24), prompt_lens=(3, 3, 3), prompt_sizes=(16, 8, 4),
+                   pim_heads=(2, 2, 2), pim_ffn_expansion=(2.66,) * 3)
 
-# %% ../nbs/05_promptir.ipynb #c010
+# %% ../nbs/05_promptir.ipynb #c012
 class _LayerNormParams(nn.Module):
     "The scale (and bias) of a channel LayerNorm, under the official parameter names."
     def __init__(self, dim: int, bias: bool):
@@ -134,31 +169,38 @@ class LayerNorm2d(nn.Module):
     "LayerNorm over the channels of `[B,C,H,W]`: 'WithBias' (standard) or 'BiasFree' (no mean, no bias)."
     def __init__(self, dim: int, kind: str = "WithBias"):
         super().__init__()
-        self.kind, self.body = kind, _LayerNormParams(dim, bias=kind == "WithBias")
+        self.kind = kind
+        self.body = _LayerNormParams(dim, bias=kind == "WithBias")
 
     def forward(self, x):
         if self.kind == "WithBias":
-            return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.body.weight, self.body.bias, 1e-5).permute(0, 3, 1, 2)
+            y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.body.weight, self.body.bias, 1e-5)
+            return y.permute(0, 3, 1, 2)
         var = x.var(dim=1, keepdim=True, unbiased=False)
         return x / torch.sqrt(var + 1e-5) * self.body.weight[:, None, None]
 
-# %% ../nbs/05_promptir.ipynb #c014
+# %% ../nbs/05_promptir.ipynb #c015
+_TAPS = [(i, j) for i in range(3) for j in range(3)]
+
 class DWConv3x3(nn.Conv2d):
-    "3x3 depthwise convolution (`nn.Conv2d`); in float64 on CPU computed as nine shifted products, for speed."
+    "3x3 depthwise convolution (`nn.Conv2d`); in float64 on CPU nine shifted products, for speed."
     def __init__(self, channels: int, bias: bool = False):
         super().__init__(channels, channels, kernel_size=3, padding=1, groups=channels, bias=bias)
 
     def forward(self, x):
-        if x.dtype != torch.float64 or x.device.type != "cpu": return super().forward(x)
+        if x.dtype != torch.float64 or x.device.type != "cpu":
+            return super().forward(x)
         H, W = x.shape[-2:]
-        xp, w = F.pad(x, (1, 1, 1, 1)), self.weight[:, 0]
+        xp = F.pad(x, (1, 1, 1, 1))
+        w = self.weight[:, 0]
         out = xp[:, :, :H, :W] * w[:, 0, 0, None, None]
-        for i, j in [(i, j) for i in range(3) for j in range(3)][1:]: out.addcmul_(xp[:, :, i:i + H, j:j + W], w[:, i, j, None, None])
+        for i, j in _TAPS[1:]:
+            out.addcmul_(xp[:, :, i:i + H, j:j + W], w[:, i, j, None, None])
         return out if self.bias is None else out + self.bias[:, None, None]
 
-# %% ../nbs/05_promptir.ipynb #c016
+# %% ../nbs/05_promptir.ipynb #c018
 class MDTA(nn.Module):
-    "Multi-Dconv head transposed attention: channel-to-channel attention with a learnable temperature per head."
+    "Multi-Dconv head transposed attention: attention between channels, a learnable temperature per head."
     def __init__(self, dim: int, num_heads: int, bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
@@ -169,13 +211,15 @@ class MDTA(nn.Module):
 
     def forward(self, x):
         b, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).unbind(1)
+        qkv = self.qkv_dwconv(self.qkv(x))
+        q, k, v = qkv.reshape(b, 3, self.num_heads, c // self.num_heads, h * w).unbind(1)
         wide = torch.promote_types(q.dtype, torch.float32)
-        q, k = F.normalize(q.to(wide), dim=-1), F.normalize(k.to(wide), dim=-1)
+        q = F.normalize(q.to(wide), dim=-1)
+        k = F.normalize(k.to(wide), dim=-1)
         attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
         return self.project_out((attn.to(v.dtype) @ v).reshape(b, c, h, w))
 
-# %% ../nbs/05_promptir.ipynb #c018
+# %% ../nbs/05_promptir.ipynb #c022
 class GDFN(nn.Module):
     "Gated-Dconv feed-forward network: hidden width `int(dim * expansion)`, gate GELU(x1) * x2."
     def __init__(self, dim: int, expansion: float, bias: bool = False):
@@ -189,42 +233,56 @@ class GDFN(nn.Module):
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
 
+# %% ../nbs/05_promptir.ipynb #c025
 class TransformerBlock(nn.Module):
     "Restormer block: `x + MDTA(LN(x))`, then `x + GDFN(LN(x))`."
-    def __init__(self, dim: int, num_heads: int, ffn_expansion: float, bias: bool = False, layernorm: str = "WithBias"):
+    def __init__(self, dim: int, num_heads: int, ffn_expansion: float, bias: bool = False,
+                 layernorm: str = "WithBias"):
         super().__init__()
-        self.norm1, self.attn = LayerNorm2d(dim, layernorm), MDTA(dim, num_heads, bias)
-        self.norm2, self.ffn = LayerNorm2d(dim, layernorm), GDFN(dim, ffn_expansion, bias)
+        self.norm1 = LayerNorm2d(dim, layernorm)
+        self.attn = MDTA(dim, num_heads, bias)
+        self.norm2 = LayerNorm2d(dim, layernorm)
+        self.ffn = GDFN(dim, ffn_expansion, bias)
 
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
-# %% ../nbs/05_promptir.ipynb #c021
+# %% ../nbs/05_promptir.ipynb #c028
 class Downsample(nn.Module):
     "Halve the size, double the channels: 3x3 conv to C/2, then PixelUnshuffle(2)."
     def __init__(self, dim: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim // 2, kernel_size=3, padding=1, bias=False), nn.PixelUnshuffle(2))
-    def forward(self, x): return self.body(x)
+        conv = nn.Conv2d(dim, dim // 2, kernel_size=3, padding=1, bias=False)
+        self.body = nn.Sequential(conv, nn.PixelUnshuffle(2))
 
+    def forward(self, x):
+        return self.body(x)
+
+# %% ../nbs/05_promptir.ipynb #c030
 class Upsample(nn.Module):
     "Double the size, halve the channels: 3x3 conv to 2C, then PixelShuffle(2)."
     def __init__(self, dim: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(dim, dim * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2))
-    def forward(self, x): return self.body(x)
+        conv = nn.Conv2d(dim, dim * 2, kernel_size=3, padding=1, bias=False)
+        self.body = nn.Sequential(conv, nn.PixelShuffle(2))
 
+    def forward(self, x):
+        return self.body(x)
+
+# %% ../nbs/05_promptir.ipynb #c033
 class OverlapPatchEmbed(nn.Module):
     "The first 3x3 convolution, from image channels to `dim`."
     def __init__(self, in_channels: int = 3, dim: int = 48, bias: bool = False):
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1, bias=bias)
-    def forward(self, x): return self.proj(x)
 
-# %% ../nbs/05_promptir.ipynb #c024
+    def forward(self, x):
+        return self.proj(x)
+
+# %% ../nbs/05_promptir.ipynb #c036
 class PromptGenBlock(nn.Module):
-    "Prompt generation: softmax-weighted sum of learnable components (weights from pooled features), resized, 3x3 conv."
+    "Prompt generation: a softmax-weighted sum of learnable components (weights from pooled features)."
     def __init__(self, prompt_dim: int, prompt_len: int, size, lin_dim: int):
         super().__init__()
         h, w = _hw(size)
@@ -242,310 +300,822 @@ class PromptGenBlock(nn.Module):
             prompt = F.interpolate(prompt, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.conv3x3(prompt)
 
-# %% ../nbs/05_promptir.ipynb #c027
-PROMPT_GENERATION = ("prompt1", "prompt2", "prompt3")
-PROMPT_INTERACTION = ("noise_level1", "noise_level2", "noise_level3", "reduce_noise_level1", "reduce_noise_level2", "reduce_noise_level3")
-UNUSED = ("chnl_reduce1", "chnl_reduce2", "chnl_reduce3", "reduce_noise_channel_1", "reduce_noise_channel_2", "reduce_noise_channel_3")
-
-def _conv1x1(cin, cout, bias): return nn.Conv2d(cin, cout, kernel_size=1, bias=bias)
+# %% ../nbs/05_promptir.ipynb #c039
+def _conv1x1(cin: int, cout: int, bias: bool) -> nn.Conv2d:
+    "A 1x1 convolution: the channel reductions of the network."
+    return nn.Conv2d(cin, cout, kernel_size=1, bias=bias)
 
 class PromptIR(nn.Module):
-    "PromptIR: a Restormer encoder-decoder with a prompt generation and a prompt interaction block per decoder level."
+    "PromptIR: Restormer with a prompt generation and a prompt interaction block before each decoder level."
     def __init__(self, config: PromptIRConfig | None = None):
         super().__init__()
-        c = self.config = config or PromptIRConfig.paper()
-        d, nb, hd, b = c.dim, c.num_blocks, c.heads, c.bias
-        blocks = lambda ch, heads, n: nn.Sequential(*[TransformerBlock(ch, heads, c.ffn_expansion, b, c.layernorm) for _ in range(n)])
-        pim = lambda lvl: TransformerBlock(c.pim_dim(lvl), c.pim_heads[lvl - 1], c.pim_ffn_expansion[lvl - 1], b, c.layernorm)
-        p1, p2, p3 = c.prompt_dims
+        self.config = config or PromptIRConfig.paper()
         self.gradient_checkpointing = False
-        self.patch_embed = OverlapPatchEmbed(c.channels, d, b)
-        for lvl in (1, 2, 3):
-            setattr(self, f"prompt{lvl}", PromptGenBlock(c.prompt_dims[lvl - 1], c.prompt_lens[lvl - 1], c.stored_hw(lvl), c.feature_dim(lvl)))
-        if c.unused_modules:  # built by the official __init__, never called by its forward
-            self.chnl_reduce1, self.chnl_reduce2 = _conv1x1(p1, p1, b), _conv1x1(p2, p2, b)
-            self.chnl_reduce3, self.reduce_noise_channel_1 = _conv1x1(p3, 2 * p2, b), _conv1x1(d + p1, d, b)
-        self.encoder_level1, self.down1_2 = blocks(d, hd[0], nb[0]), Downsample(d)
-        if c.unused_modules: self.reduce_noise_channel_2 = _conv1x1(2 * d + p2, 2 * d, b)
-        self.encoder_level2, self.down2_3 = blocks(2 * d, hd[1], nb[1]), Downsample(2 * d)
-        if c.unused_modules: self.reduce_noise_channel_3 = _conv1x1(4 * d + 2 * p2, 4 * d, b)
-        self.encoder_level3, self.down3_4 = blocks(4 * d, hd[2], nb[2]), Downsample(4 * d)
-        self.latent = blocks(8 * d, hd[3], nb[3])
-        self.up4_3, self.reduce_chan_level3 = Upsample(4 * d), _conv1x1(2 * d + 4 * d, 4 * d, b)
-        self.noise_level3, self.reduce_noise_level3 = pim(3), _conv1x1(c.pim_dim(3), 4 * d, b)
-        self.decoder_level3 = blocks(4 * d, hd[2], nb[2])
-        self.up3_2, self.reduce_chan_level2 = Upsample(4 * d), _conv1x1(4 * d, 2 * d, b)
-        self.noise_level2, self.reduce_noise_level2 = pim(2), _conv1x1(c.pim_dim(2), 4 * d, b)
-        self.decoder_level2 = blocks(2 * d, hd[1], nb[1])
+        self._build_embedding_and_prompts()
+        self._build_encoder()
+        self._build_decoder()
+
+    def _build_embedding_and_prompts(self):
+        "The first convolution, the three prompt generation blocks and four of the six unused convolutions."
+        c = self.config
+        d = c.dim
+        p1, p2, p3 = c.prompt_dims
+        self.patch_embed = OverlapPatchEmbed(c.channels, d, c.bias)
+        self.prompt1 = self._generation_block(level=1)
+        self.prompt2 = self._generation_block(level=2)
+        self.prompt3 = self._generation_block(level=3)
+        self.chnl_reduce1 = self._unused_conv(p1, p1)
+        self.chnl_reduce2 = self._unused_conv(p2, p2)
+        self.chnl_reduce3 = self._unused_conv(p3, 2 * p2)
+        self.reduce_noise_channel_1 = self._unused_conv(d + p1, d)
+
+    def _build_encoder(self):
+        "Encoder levels 1 (H, dim channels) to 3 (H/4, 4*dim), then the latent (H/8, 8*dim)."
+        c = self.config
+        d = c.dim
+        p2 = c.prompt_dims[1]
+        self.encoder_level1 = self._blocks(d, c.heads[0], c.num_blocks[0])
+        self.down1_2 = Downsample(d)
+        self.reduce_noise_channel_2 = self._unused_conv(2 * d + p2, 2 * d)
+        self.encoder_level2 = self._blocks(2 * d, c.heads[1], c.num_blocks[1])
+        self.down2_3 = Downsample(2 * d)
+        self.reduce_noise_channel_3 = self._unused_conv(4 * d + 2 * p2, 4 * d)
+        self.encoder_level3 = self._blocks(4 * d, c.heads[2], c.num_blocks[2])
+        self.down3_4 = Downsample(4 * d)
+        self.latent = self._blocks(8 * d, c.heads[3], c.num_blocks[3])
+
+    def _build_decoder(self):
+        "Decoder levels 3 to 1, each with the prompt interaction block the official code lists beside it."
+        c = self.config
+        d = c.dim
+        # level 3 (H/4); the deep interaction block works on the latent
+        self.up4_3 = Upsample(4 * d)
+        self.reduce_chan_level3 = _conv1x1(2 * d + 4 * d, 4 * d, c.bias)
+        self.noise_level3 = self._interaction_block(level=3)
+        self.reduce_noise_level3 = _conv1x1(c.pim_dim(3), 4 * d, c.bias)
+        self.decoder_level3 = self._blocks(4 * d, c.heads[2], c.num_blocks[2])
+        # level 2 (H/2); its interaction block works on the output of decoder level 3
+        self.up3_2 = Upsample(4 * d)
+        self.reduce_chan_level2 = _conv1x1(4 * d, 2 * d, c.bias)
+        self.noise_level2 = self._interaction_block(level=2)
+        self.reduce_noise_level2 = _conv1x1(c.pim_dim(2), 4 * d, c.bias)
+        self.decoder_level2 = self._blocks(2 * d, c.heads[1], c.num_blocks[1])
+        # level 1 (H); the shallow interaction block works on the output of decoder level 2
         self.up2_1 = Upsample(2 * d)
-        self.noise_level1, self.reduce_noise_level1 = pim(1), _conv1x1(c.pim_dim(1), 2 * d, b)
-        self.decoder_level1 = blocks(2 * d, hd[0], nb[0])
-        self.refinement = blocks(2 * d, hd[0], c.num_refinement_blocks)
-        self.output = nn.Conv2d(2 * d, c.channels, kernel_size=3, padding=1, bias=b)
+        self.noise_level1 = self._interaction_block(level=1)
+        self.reduce_noise_level1 = _conv1x1(c.pim_dim(1), 2 * d, c.bias)
+        self.decoder_level1 = self._blocks(2 * d, c.heads[0], c.num_blocks[0])
+        self.refinement = self._blocks(2 * d, c.heads[0], c.num_refinement_blocks)
+        self.output = nn.Conv2d(2 * d, c.channels, kernel_size=3, padding=1, bias=c.bias)
+
+    def _blocks(self, channels: int, heads: int, n: int) -> nn.Sequential:
+        "`n` backbone transformer blocks of `channels` channels."
+        c = self.config
+        return nn.Sequential(*[TransformerBlock(channels, heads, c.ffn_expansion, c.bias, c.layernorm)
+                               for _ in range(n)])
+
+    def _generation_block(self, level: int) -> PromptGenBlock:
+        "The prompt generation block of `level` (components stored at `config.stored_hw(level)`)."
+        c = self.config
+        i = level - 1
+        return PromptGenBlock(c.prompt_dims[i], c.prompt_lens[i], c.stored_hw(level), c.feature_dim(level))
+
+    def _interaction_block(self, level: int) -> TransformerBlock:
+        "The prompt interaction block of `level`: one transformer block on features and prompt together."
+        c = self.config
+        i = level - 1
+        return TransformerBlock(c.pim_dim(level), c.pim_heads[i], c.pim_ffn_expansion[i], c.bias, c.layernorm)
+
+    def _unused_conv(self, cin: int, cout: int) -> nn.Conv2d | None:
+        "One of the six convolutions the official forward never calls (`None` without `unused_modules`)."
+        return _conv1x1(cin, cout, self.config.bias) if self.config.unused_modules else None
 
     def _run(self, module, x):
-        "Run a stage, block by block with activation checkpointing when training with `gradient_checkpointing`."
-        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()): return module(x)
-        for blk in (module if isinstance(module, nn.Sequential) else [module]):
-            x = checkpoint(blk, x, use_reentrant=False)
+        "Run a stage; block by block with activation checkpointing if training with `gradient_checkpointing`."
+        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
+            return module(x)
+        for block in (module if isinstance(module, nn.Sequential) else [module]):
+            x = checkpoint(block, x, use_reentrant=False)
         return x
 
-    def _prompt(self, level, x):
-        "Prompt block of `level`: generate a prompt from `x`, concatenate, interact, reduce."
-        x = torch.cat([x, getattr(self, f"prompt{level}")(x)], dim=1)
-        return getattr(self, f"reduce_noise_level{level}")(self._run(getattr(self, f"noise_level{level}"), x))
+    def _prompt(self, x, generation: PromptGenBlock, interaction: TransformerBlock, reduction: nn.Conv2d):
+        "A prompt block: generate a prompt from `x`, concatenate it, interact, reduce the channels."
+        x = torch.cat([x, generation(x)], dim=1)
+        return reduction(self._run(interaction, x))
 
     def forward(self, img):
         "Restore `img` `[B,C,H,W]` (H and W multiples of 8; see `restore` for any size)."
         if img.ndim != 4 or img.shape[1] != self.config.channels or img.shape[-1] % 8 or img.shape[-2] % 8:
-            raise ValueError(f"img: expected [B,{self.config.channels},H,W] with H, W multiples of 8, got {list(img.shape)} (use restore() for any size)")
+            raise ValueError(f"img: expected [B,{self.config.channels},H,W] with H, W multiples of 8, "
+                             f"got {list(img.shape)} (use restore() for any size)")
         enc1 = self._run(self.encoder_level1, self.patch_embed(img))
         enc2 = self._run(self.encoder_level2, self.down1_2(enc1))
         enc3 = self._run(self.encoder_level3, self.down2_3(enc2))
-        latent = self._prompt(3, self._run(self.latent, self.down3_4(enc3)))
+        latent = self._run(self.latent, self.down3_4(enc3))
+        latent = self._prompt(latent, self.prompt3, self.noise_level3, self.reduce_noise_level3)
         dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1))
-        dec3 = self._prompt(2, self._run(self.decoder_level3, dec3))
+        dec3 = self._run(self.decoder_level3, dec3)
+        dec3 = self._prompt(dec3, self.prompt2, self.noise_level2, self.reduce_noise_level2)
         dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1))
-        dec2 = self._prompt(1, self._run(self.decoder_level2, dec2))
+        dec2 = self._run(self.decoder_level2, dec2)
+        dec2 = self._prompt(dec2, self.prompt1, self.noise_level1, self.reduce_noise_level1)
         dec1 = self._run(self.decoder_level1, torch.cat([self.up2_1(dec2), enc1], dim=1))
         return self.output(self._run(self.refinement, dec1)) + img
 
-# %% ../nbs/05_promptir.ipynb #c032
+# %% ../nbs/05_promptir.ipynb #c047
+def _is_norm_scale(name: str, shape) -> bool:
+    "A LayerNorm scale or an attention temperature: the tensors the recipe centres on 1."
+    return name.endswith("temperature") or (name.endswith(".body.weight") and len(shape) == 1)
+
 def deterministic_weights(shapes: dict, dtype=torch.float64) -> dict:
-    "The fixtures' deterministic state_dict for `shapes` (name -> shape, in order): key i from `RandomState(i)`."
+    "The fixtures' deterministic state_dict for `shapes` (name -> shape): key i from `RandomState(i)`."
     out = {}
     for i, (name, shape) in enumerate(shapes.items()):
         n = int(np.prod(shape))
         u = np.random.RandomState(i).uniform(-1.0, 1.0, size=n)
         u = u / math.sqrt(n / shape[0]) if len(shape) >= 2 else 0.1 * u
-        if name.endswith("temperature") or (name.endswith(".body.weight") and len(shape) == 1): u = 1 + u
+        if _is_norm_scale(name, shape):
+            u = 1 + u
         out[name] = torch.from_numpy(u.reshape(shape)).to(dtype)
     return out
 
-# %% ../nbs/05_promptir.ipynb #c036
+# %% ../nbs/05_promptir.ipynb #c051
+PROMPT_GENERATION = ("prompt1", "prompt2", "prompt3")
+PROMPT_INTERACTION = ("noise_level1", "noise_level2", "noise_level3",
+                      "reduce_noise_level1", "reduce_noise_level2", "reduce_noise_level3")
+UNUSED = ("chnl_reduce1", "chnl_reduce2", "chnl_reduce3",
+          "reduce_noise_channel_1", "reduce_noise_channel_2", "reduce_noise_channel_3")
 GROUPS = ("backbone", "unused", "prompt generation", "prompt interaction")
 
 def param_group(name: str) -> str:
     "The group of parameter `name`: 'backbone', 'unused', 'prompt generation' or 'prompt interaction'."
     top = name.split(".")[0]
-    if top in PROMPT_GENERATION: return "prompt generation"
-    if top in PROMPT_INTERACTION: return "prompt interaction"
+    if top in PROMPT_GENERATION:
+        return "prompt generation"
+    if top in PROMPT_INTERACTION:
+        return "prompt interaction"
     return "unused" if top in UNUSED else "backbone"
 
-def _rows(model):
+# %% ../nbs/05_promptir.ipynb #c053
+def _group_counts(model) -> dict:
+    "Parameters `[total, trainable]` per group and for Table 1's three rows."
     counts = {g: [0, 0] for g in GROUPS}
     for name, p in model.named_parameters():
         counts[param_group(name)][0] += p.numel()
         counts[param_group(name)][1] += p.numel() if p.requires_grad else 0
-    total = sum(c[0] for c in counts.values())
+    total = [sum(c[i] for c in counts.values()) for i in (0, 1)]
     backbone = [counts["backbone"][i] + counts["unused"][i] for i in (0, 1)]
-    promptir = [counts["prompt generation"][i] + counts["prompt interaction"][i] for i in (0, 1)]
-    rows = {g: counts[g] for g in GROUPS}
-    rows.update({"Table 1: backbone": backbone, "Table 1: PromptIR modules": promptir,
-                 "Table 1: full model": [total, backbone[1] + promptir[1]]})
-    return rows, total
+    modules = [counts["prompt generation"][i] + counts["prompt interaction"][i] for i in (0, 1)]
+    return {**counts, "Table 1: backbone": backbone, "Table 1: PromptIR modules": modules,
+            "Table 1: full model": total}
 
 def param_table(model) -> "pandas.DataFrame":
-    "Parameters per group and Table 1's split, in units, 10^6 and 2^20, with their share and trainable counts."
+    "Parameters per group and Table 1's split, in units, 10^6 and 2^20, with shares and trainable counts."
     import pandas as pd
-    rows, total = _rows(model)
+    rows = _group_counts(model)
+    total = rows["Table 1: full model"][0]
     df = pd.DataFrame([dict(group=g, params=n, trainable=t) for g, (n, t) in rows.items()]).set_index("group")
-    df["M (10^6)"], df["M (2^20)"] = (df.params / 1e6).round(2), (df.params / 2**20).round(2)
+    df["M (10^6)"] = (df.params / 1e6).round(2)
+    df["M (2^20)"] = (df.params / 2**20).round(2)
     df["share %"] = (100 * df.params / total).round(1)
     df["trainable M (2^20)"] = (df.trainable / 2**20).round(2)
     return df
 
-# %% ../nbs/05_promptir.ipynb #c041
-def _state_dict_of(obj, path):
-    "The state_dict inside a loaded checkpoint: Lightning `state_dict`, BasicSR `params`, or the dict itself."
-    if isinstance(obj, dict):
-        for key in ("state_dict", "params", "params_ema", "model"):
-            if isinstance(obj.get(key), dict): return obj[key]
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()): return obj
-    raise ValueError(f"{path}: no state_dict found (expected a Lightning checkpoint, a Restormer 'params' checkpoint or a plain state_dict)")
+# %% ../nbs/05_promptir.ipynb #c058
+def _file_format(path: Path) -> str:
+    "What `path` holds, from its first bytes: 'torch-zip', 'torch-pickle', 'safetensors' or 'unknown'."
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head.startswith(b"PK"):
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "torch-pickle"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
 
-def _strip(name):
-    for prefix in ("net.", "module.", "_orig_mod."):
-        if name.startswith(prefix): name = name[len(prefix):]
+# %% ../nbs/05_promptir.ipynb #c061
+def _safetensors_damage(path: Path) -> str:
+    "Why a safetensors file cannot be read: a header or tensors running past its end, or a damaged header."
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = f.read(n) if 8 + n <= size else None
+    if header is None:
+        return f"its header runs past the end of the file ({size:,} bytes): truncated, or not safetensors"
+    try:
+        entries = json.loads(header)
+        end = max([e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__"], default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return "its header is not valid JSON with tensor offsets: damaged"
+    if 8 + n + end > size:
+        return f"truncated: its tensors need {8 + n + end:,} bytes, the file has {size:,}"
+    return "its tensor data is damaged"
+
+def _damage(path: Path, fmt: str) -> str:
+    "Why the checkpoint file `path` (of format `fmt`) cannot be read, in words."
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if fmt == "safetensors":
+        return _safetensors_damage(path)
+    if fmt == "torch-zip" and not zipfile.is_zipfile(path):
+        return f"a zip archive (PyTorch's format) without its end: truncated at {size:,} bytes"
+    if fmt == "torch-zip":
+        return "a zip archive (PyTorch's format) whose contents cannot be read: damaged"
+    if fmt == "torch-pickle":
+        return ("a pickle that weights-only loading cannot read: truncated, damaged, or not written by "
+                "torch.save")
+    return "neither PyTorch's zip or pickle format nor safetensors"
+
+# %% ../nbs/05_promptir.ipynb #c064
+_TRUST_HINT = ("if you trust where the file comes from, pass trust_pickle=True (torch.load then runs "
+               "whatever the file asks for)")
+
+def _refused_globals(path: Path, fmt: str, error: Exception) -> list:
+    "The Python objects (module.name) weights-only loading refused in `path`; [] if it failed otherwise."
+    if not isinstance(error, pickle.UnpicklingError):
+        return []
+    if fmt == "torch-zip":
+        try:
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception:
+            pass
+    return re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+
+def _torch_load(path: Path, fmt: str, trust_pickle: bool = False):
+    "torch.load on the CPU without running code from the file (weights only) unless `trust_pickle`."
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # noise: it fails anyway
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except MemoryError:
+        raise
+    except Exception as e:  # damage shows as RuntimeError, OSError, EOFError, KeyError or UnpicklingError
+        refused = [] if trust_pickle else _refused_globals(path, fmt, e)
+    if refused:
+        raise ValueError(f"{path}: holds Python objects besides tensors ({', '.join(refused[:5])}); "
+                         f"loading them could run code, so the file was refused; {_TRUST_HINT}") from None
+    raise ValueError(f"{path}: cannot read this checkpoint: {_damage(path, fmt)}; copy or download it again, "
+                     "or save it again from the model") from None
+
+def _load_safetensors(path: Path) -> dict:
+    "The tensors of a safetensors file (reading one never runs code); a damaged file is an error naming it."
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except MemoryError:
+        raise
+    except Exception:  # safetensors reports any damage as SafetensorError, with the parser's words
+        pass
+    raise ValueError(f"{path}: cannot read this safetensors file: {_damage(path, 'safetensors')}; copy it "
+                     "again, or save it again from the model") from None
+
+# %% ../nbs/05_promptir.ipynb #c068
+_CONTAINERS = {"state_dict": "lightning", "params": "basicsr", "params_ema": "basicsr (ema)",
+               "model": "model"}
+_PREFIXES = ("net.", "module.", "_orig_mod.")
+
+def _state_dict_of(obj, path) -> tuple:
+    "The state_dict inside a loaded checkpoint and the container that held it (`_CONTAINERS` or 'plain')."
+    if isinstance(obj, dict):
+        for key, container in _CONTAINERS.items():
+            if isinstance(obj.get(key), dict):
+                return obj[key], container
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj, "plain"
+    found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise ValueError(f"{path}: no state_dict found (expected a Lightning checkpoint with 'state_dict', a "
+                     f"Restormer checkpoint with 'params' or a plain state_dict; found {found})")
+
+def _strip(name: str) -> str:
+    "A parameter name without the prefixes of Lightning (`net.`), DataParallel and torch.compile."
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
     return name
 
-def read_checkpoint(path, trust_pickle: bool = False) -> dict:
-    "The tensors of a checkpoint file (.ckpt/.pth/.pt via torch.load, or .safetensors), prefixes stripped."
+def _read_state(path, trust_pickle: bool = False) -> tuple:
+    "The tensors of the checkpoint file `path` under the network's own names, and its format."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        obj = load_file(str(path))
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a checkpoint file (load a model folder with from_pretrained "
+                         "or load_restorer)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    fmt = _file_format(path)
+    if fmt == "unknown":
+        raise ValueError(f"{path}: not a checkpoint ({_damage(path, fmt)}); expected a .ckpt/.pth/.pt "
+                         "written by torch.save or a .safetensors file")
+    if fmt == "safetensors":
+        return {_strip(k): v for k, v in _load_safetensors(path).items()}, "safetensors"
+    state, container = _state_dict_of(_torch_load(path, fmt, trust_pickle), path)
+    tensors = {_strip(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(state):
+        raise ValueError(f"{path}: its {container} state_dict holds values that are not tensors")
+    return tensors, container
+
+def read_checkpoint(path, trust_pickle: bool = False) -> dict:
+    "The tensors of a checkpoint file (.ckpt/.pth/.pt or .safetensors), prefixes stripped; runs no code."
+    return _read_state(path, trust_pickle)[0]
+
+# %% ../nbs/05_promptir.ipynb #c071
+def describe_checkpoint(sd: dict) -> dict:
+    "The network a state_dict comes from: kind, LayerNorm, image channels, dual-pixel, dim, conv bias."
+    if any(k.startswith(tuple(f"{p}." for p in PROMPT_GENERATION)) for k in sd):
+        kind = "promptir"
+    elif "latent.0.attn.temperature" in sd:
+        kind = "restormer"
     else:
-        try: obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-        except pickle.UnpicklingError as e:
-            raise ValueError(f"{path}: refused by torch.load(weights_only=True) ({str(e).splitlines()[0]}); "
-                             "if you trust the file, pass trust_pickle=True") from None
-    return {_strip(k): v for k, v in _state_dict_of(obj, path).items()}
+        return dict(kind="other")
+    embed = sd.get("patch_embed.proj.weight")
+    out = sd.get("output.weight")
+    return dict(kind=kind,
+                layernorm="WithBias" if "encoder_level1.0.norm1.body.bias" in sd else "BiasFree",
+                in_channels=None if embed is None else int(embed.shape[1]),
+                out_channels=None if out is None else int(out.shape[0]),
+                dual_pixel="skip_conv.weight" in sd,
+                dim=None if embed is None else int(embed.shape[0]),
+                bias="patch_embed.proj.bias" in sd)
 
-def load_official_checkpoint(model, path, strict=None, trust_pickle: bool = False) -> dict:
-    "Load an official PromptIR (Lightning, `net.`) or Restormer checkpoint into `model`; return what was loaded."
-    sd, own = read_checkpoint(path, trust_pickle), model.state_dict()
-    kind = "promptir" if any(k.startswith("prompt1.") for k in sd) else "restormer" if "latent.0.attn.temperature" in sd else "other"
-    fits = [k for k, v in sd.items() if k in own and own[k].shape == v.shape]
-    mismatched = {k: (list(v.shape), list(own[k].shape)) for k, v in sd.items() if k in own and own[k].shape != v.shape}
-    unexpected = [k for k in sd if k not in own]
-    missing = [k for k in own if k not in sd]
-    strict = (kind == "promptir") if strict is None else strict
-    if strict and (mismatched or unexpected or missing):
-        raise ValueError(f"{path}: does not match the model (mismatched {list(mismatched)[:5]}, unexpected {unexpected[:5]}, "
-                         f"missing {missing[:5]}); pass strict=False to load what fits")
+# %% ../nbs/05_promptir.ipynb #c075
+def config_for_checkpoint(sd: dict) -> PromptIRConfig:
+    "The paper's configuration with the LayerNorm, image channels and conv bias of the network of `sd`."
+    arch = describe_checkpoint(sd)
+    if arch["kind"] == "other" or arch["out_channels"] is None:
+        return PromptIRConfig.paper()
+    return dataclasses.replace(PromptIRConfig.paper(), layernorm=arch["layernorm"],
+                               channels=arch["out_channels"], bias=arch["bias"])
+
+# %% ../nbs/05_promptir.ipynb #c078
+def _match(own: dict, sd: dict) -> dict:
+    "Names of `sd` that fit model state `own` (name and shape), differ in shape, are extra; names missing."
+    common = [k for k in sd if k in own]
+    return dict(loaded=[k for k in common if own[k].shape == sd[k].shape],
+                mismatched={k: [list(sd[k].shape), list(own[k].shape)]
+                            for k in common if own[k].shape != sd[k].shape},
+                unexpected=[k for k in sd if k not in own],
+                missing=[k for k in own if k not in sd])
+
+def _counts(match: dict, own: dict) -> dict:
+    "How many tensors loaded, of how many the model expects; how many were extra, of another shape, missing."
+    return dict(loaded=len(match["loaded"]), expected=len(own), unexpected=len(match["unexpected"]),
+                mismatched=len(match["mismatched"]), missing=len(match["missing"]))
+
+def _unknown_prefix(own: dict, sd: dict) -> str | None:
+    "The most common leading part of `sd`'s names which, removed, leaves a model name (e.g. 'generator.')."
+    found = {}
+    for name in sd:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[i:]) in own:
+                prefix = ".".join(parts[:i]) + "."
+                found[prefix] = found.get(prefix, 0) + 1
+                break
+    return max(found, key=found.get) if found else None
+
+def _likely_cause(own: dict, sd: dict, match: dict, arch: dict) -> str:
+    "The most likely reason few of a checkpoint's tensors fit the model, in words."
+    if not sd:
+        return "the checkpoint holds no tensors"
+    prefix = _unknown_prefix(own, sd)
+    if arch["kind"] == "other" and prefix:
+        example = next(k for k in sd if k.startswith(prefix))
+        return (f"its names carry the prefix {prefix!r} (e.g. {example!r}): save the network's own "
+                "state_dict, or strip the prefix")
+    if arch["kind"] == "other":
+        return f"not a PromptIR/Restormer checkpoint (its first names: {list(sd)[:3]})"
+    if match["mismatched"]:
+        name, (theirs, mine) = next(iter(match["mismatched"].items()))
+        return (f"a {arch['kind']} network of another configuration (dim {arch['dim']}): "
+                f"{len(match['mismatched'])} tensors have the model's names but other shapes (e.g. {name}: "
+                f"{theirs} in the file, {mine} in the model); build the model with the checkpoint's "
+                "configuration")
+    return f"a {arch['kind']} checkpoint that holds few of the model's tensors"
+
+# %% ../nbs/05_promptir.ipynb #c081
+class PartialLoadWarning(UserWarning):
+    "A checkpoint filled only part of the model, or a model that differs from the checkpoint's network."
+
+def _norm_note(config, arch: dict, match: dict) -> str:
+    "What loading LayerNorms of the other kind means."
+    n = sum(1 for k in match["missing"] + match["unexpected"]
+            if k.endswith(".body.bias") and k.replace(".body.bias", ".body.weight") in match["loaded"])
+    if arch["layernorm"] == "BiasFree":
+        return (f"the checkpoint's LayerNorms are BiasFree (no mean subtraction, no bias), this model's "
+                f"WithBias: {n} LayerNorm biases keep their initial zeros and every norm subtracts a mean "
+                "the checkpoint's network never subtracts, so this is not that network; build the model "
+                "with PromptIRConfig(layernorm='BiasFree')")
+    return (f"the checkpoint's LayerNorms are WithBias, this model's BiasFree: {n} LayerNorm biases were not "
+            "loaded and no norm subtracts the mean, so this is not the checkpoint's network; build the model "
+            "with PromptIRConfig(layernorm='WithBias')")
+
+def _channels_note(config, arch: dict) -> str:
+    "What loading a network for other image channels (or dual-pixel input) means."
+    if arch["dual_pixel"]:
+        return ("a dual-pixel Restormer (6 input channels: the two views of a dual-pixel sensor, and "
+                "skip_conv): PromptIR has no dual-pixel form, so patch_embed and skip_conv were not loaded "
+                "and this network takes one 3-channel image instead")
+    return (f"the checkpoint's network maps {arch['in_channels']}-channel to {arch['out_channels']}-channel "
+            f"images, this model {config.channels}-channel ones: patch_embed and output were not loaded; "
+            f"build the model with PromptIRConfig(channels={arch['out_channels']})")
+
+def _variant_notes(config, arch: dict, match: dict) -> list:
+    "What did not load from a Restormer/PromptIR checkpoint into a model of `config`, and why it matters."
+    if arch["kind"] not in ("promptir", "restormer") or config is None:
+        return []
+    notes = []
+    if arch["layernorm"] != config.layernorm:
+        notes.append(_norm_note(config, arch, match))
+    if arch["dual_pixel"] or config.channels not in (arch["in_channels"], arch["out_channels"]):
+        notes.append(_channels_note(config, arch))
+    if arch["bias"] != config.bias:
+        notes.append(f"the checkpoint's convolutions {'have' if arch['bias'] else 'have no'} biases, this "
+                     f"model's {'do' if config.bias else 'do not'}: build the model with "
+                     f"PromptIRConfig(bias={arch['bias']})")
+    if arch["kind"] == "restormer":
+        prompts = sum(1 for k in match["missing"] if param_group(k) != "backbone")
+        differ = ", ".join(list(match["mismatched"])[:4])
+        notes.append(f"a Restormer checkpoint fills the backbone only: the prompt modules ({prompts} "
+                     f"tensors) and {len(match['mismatched'])} tensors whose shapes differ in PromptIR "
+                     f"({differ}) keep their initialisation; train them before using the network as a "
+                     "restorer")
+    return notes
+
+# %% ../nbs/05_promptir.ipynb #c084
+def _refuse_if_few(path, own: dict, sd: dict, match: dict, arch: dict, min_loaded: float):
+    "Refuse a checkpoint of which fewer than `min_loaded` of the model's tensors match, saying why."
+    if not isinstance(min_loaded, (int, float)) or not 0 <= min_loaded <= 1:
+        raise ValueError(f"min_loaded: expected a share in [0, 1], got {min_loaded!r}")
+    n = len(match["loaded"])
+    if n < min_loaded * len(own):
+        share = n / max(len(own), 1)
+        raise ValueError(f"{path}: only {n} of the model's {len(own)} tensors match the checkpoint by name "
+                         f"and shape ({share:.0%}; at least {min_loaded:.0%} needed); likely cause: "
+                         f"{_likely_cause(own, sd, match, arch)}")
+
+def _refuse_if_not_exact(path, counts: dict, match: dict, notes: list):
+    "The error of a strict load that does not match exactly."
+    if counts["mismatched"] or counts["unexpected"] or counts["missing"]:
+        examples = {k: list(match[k])[:3] for k in ("mismatched", "unexpected", "missing") if match[k]}
+        why = "; ".join(notes) or f"e.g. {examples}"
+        raise ValueError(f"{path}: does not match the model exactly ({counts}): {why}; pass strict=False to "
+                         "load what fits")
+
+def _load_state(model, sd: dict, path, strict: bool | None = None, min_loaded: float = 0.5) -> dict:
+    "Check `sd` against `model` as `load_official_checkpoint` does, copy what fits, warn; the load's report."
+    own = model.state_dict()
+    arch = describe_checkpoint(sd)
+    match = _match(own, sd)
+    counts = _counts(match, own)
+    notes = _variant_notes(getattr(model, "config", None), arch, match)
+    _refuse_if_few(path, own, sd, match, arch, min_loaded)
+    if (arch["kind"] == "promptir" if strict is None else strict):
+        _refuse_if_not_exact(path, counts, match, notes)
     with torch.no_grad():
-        for k in fits: own[k].copy_(sd[k])
-    return dict(path=str(path), kind=kind, loaded=len(fits), in_checkpoint=len(sd), in_model=len(own),
-                mismatched=mismatched, unexpected=unexpected, not_loaded=missing + [k for k in mismatched if k not in missing])
+        for k in match["loaded"]:
+            own[k].copy_(sd[k])
+    complete = not match["missing"] and not match["mismatched"]
+    if not complete and not notes:
+        examples = (match["missing"] + list(match["mismatched"]))[:3]
+        notes = [f"loaded {counts['loaded']} of the model's {counts['expected']} tensors; the others keep "
+                 f"their initial values (e.g. {examples})"]
+    for note in notes:
+        warnings.warn(f"{path}: {note}", PartialLoadWarning, stacklevel=3)
+    return dict(path=str(path), kind=arch["kind"], architecture=arch, complete=complete, counts=counts,
+                loaded=counts["loaded"], expected=counts["expected"], in_checkpoint=len(sd),
+                mismatched=match["mismatched"], unexpected=match["unexpected"],
+                not_loaded=match["missing"] + list(match["mismatched"]), warnings=notes)
 
-# %% ../nbs/05_promptir.ipynb #c045
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+def load_official_checkpoint(model, path, strict: bool | None = None, trust_pickle: bool = False,
+                             min_loaded: float = 0.5) -> dict:
+    "Load an official PromptIR (Lightning, `net.`) or Restormer checkpoint into `model`; report the load."
+    return _load_state(model, read_checkpoint(path, trust_pickle), path, strict, min_loaded)
+
+# %% ../nbs/05_promptir.ipynb #c094
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+def _check_replaceable(folder: Path):
+    "Refuse to replace `folder` unless it is absent, empty or a model folder (save_pretrained replaces it)."
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    if not folder.is_dir():
+        return
+    other = sorted(p.name for p in folder.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME))
+    if other:
+        raise ValueError(f"{folder}: holds other files ({other[:5]}); save_pretrained replaces the whole "
+                         "folder, so give it a new or empty one")
 
 def save_pretrained(model: PromptIR, folder) -> Path:
-    "Write `model`'s configuration (config.json) and weights (model.safetensors) into `folder`."
+    "Write `model`'s configuration (config.json) and weights (model.safetensors) as `folder`, atomically."
     from safetensors.torch import save_file
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    _check_replaceable(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS_NAME) as tmp: save_file(tensors, str(tmp), metadata={"format": "pt", "model": "PromptIR"})
-    write_json(dict(model="PromptIR", config=model.config.to_dict()), folder / CONFIG_NAME)
+    with atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model": "PromptIR"})
+        write_json(dict(model="PromptIR", config=model.config.to_dict()), tmp / CONFIG_NAME)
     return folder
+
+PromptIR.save_pretrained = save_pretrained
+
+# %% ../nbs/05_promptir.ipynb #c096
+def _read_model_config(path: Path) -> PromptIRConfig:
+    "The `PromptIRConfig` in a model folder's config.json, with errors naming the file."
+    record = read_json(path)  # names the file when it is missing or not JSON
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ValueError(f"{path}: expected {{'model': 'PromptIR', 'config': {{...}}}} as written by "
+                         "save_pretrained")
+    try:
+        return PromptIRConfig.from_dict(record["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a valid PromptIR configuration ({e})") from None
 
 def from_pretrained(folder, device=None, dtype=None) -> PromptIR:
     "The `PromptIR` saved in `folder` by `save_pretrained` (weights loaded strictly)."
-    from safetensors.torch import load_file
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder (expected {CONFIG_NAME} and {WEIGHTS_NAME}, "
+                                "as written by save_pretrained)")
     for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (folder / name).is_file(): raise FileNotFoundError(f"{folder / name}: missing (expected a folder written by save_pretrained)")
-    model = PromptIR(PromptIRConfig.from_dict(read_json(folder / CONFIG_NAME)["config"]))
-    model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing (expected a folder from save_pretrained)")
+    config = _read_model_config(folder / CONFIG_NAME)
+    tensors = _load_safetensors(folder / WEIGHTS_NAME)
+    model = PromptIR(config)
+    match = _match(model.state_dict(), tensors)
+    if match["mismatched"] or match["unexpected"] or match["missing"]:
+        raise ValueError(f"{folder}: {WEIGHTS_NAME} does not fit {CONFIG_NAME} "
+                         f"({_counts(match, model.state_dict())}): the two files come from different models")
+    model.load_state_dict(tensors, strict=True)
     return model.to(device=device, dtype=dtype)
 
-PromptIR.save_pretrained = save_pretrained
 PromptIR.from_pretrained = staticmethod(from_pretrained)
 
-# %% ../nbs/05_promptir.ipynb #c050
+# %% ../nbs/05_promptir.ipynb #c099
+def _restorer_from_folder(folder: Path) -> tuple:
+    "The model of a `save_pretrained` folder and its info."
+    model = from_pretrained(folder)
+    n = len(model.state_dict())
+    counts = dict(loaded=n, expected=n, unexpected=0, mismatched=0, missing=0)
+    return model, dict(kind="folder", format="safetensors", path=str(folder), config=model.config.to_dict(),
+                       complete=True, counts=counts, warnings=[])
+
+def _restorer_from_file(path: Path, trust_pickle: bool, min_loaded: float) -> tuple:
+    "The model of an official (or official-layout) checkpoint file and its info."
+    sd, fmt = _read_state(path, trust_pickle)
+    config = config_for_checkpoint(sd)
+    model = PromptIR(config)
+    report = _load_state(model, sd, path, None, min_loaded)
+    keep = ("kind", "path", "complete", "counts", "warnings", "architecture")
+    return model, dict({k: report[k] for k in keep}, format=fmt, config=config.to_dict())
+
+def load_restorer(path, device=None, dtype=None, trust_pickle: bool = False,
+                  min_loaded: float = 0.5) -> tuple:
+    "`(model, info)`: a PromptIR in eval mode from a model folder, the authors' .ckpt or a Restormer file."
+    path = Path(path)
+    if path.is_file() and path.name == WEIGHTS_NAME and (path.parent / CONFIG_NAME).is_file():
+        path = path.parent
+    if path.is_dir():
+        model, info = _restorer_from_folder(path)
+    elif path.is_file():
+        model, info = _restorer_from_file(path, trust_pickle, min_loaded)
+    else:
+        raise FileNotFoundError(f"{path}: no such checkpoint file or model folder")
+    model = model.to(device=get_device(device), dtype=dtype).eval()
+    info["device"] = str(next(model.parameters()).device)
+    return model, info
+
+# %% ../nbs/05_promptir.ipynb #c103
+@patch
+def to_lightweight(self: PromptIRConfig, shallow_size=None, prompt_scale: float = 0.5,
+                   deep_ffn_expansion: float = 1.5, shallow_level: int = 1) -> PromptIRConfig:
+    "Paper B's reductions of this configuration: the shallow prompt stored at `prompt_scale`, the deep FFN."
+    if shallow_level not in (1, 2, 3):
+        raise ValueError(f"shallow_level: expected 1, 2 or 3, got {shallow_level!r}")
+    sizes = list(self.prompt_sizes)
+    scales = list(self.prompt_scales)
+    if shallow_size is not None:
+        sizes[shallow_level - 1] = _hw(shallow_size)
+    scales[shallow_level - 1] = float(prompt_scale)
+    deep_ffn = self.pim_ffn_expansion[:2] + (float(deep_ffn_expansion),)
+    return dataclasses.replace(self, prompt_sizes=tuple(sizes), prompt_scales=tuple(scales),
+                               pim_ffn_expansion=deep_ffn)
+
+# %% ../nbs/05_promptir.ipynb #c105
+@patch(cls_method=True)
+def lightweight(cls: PromptIRConfig, shallow_size=(180, 320), prompt_scale: float = 0.5,
+                deep_ffn_expansion: float = 1.5, shallow_level: int = 1) -> PromptIRConfig:
+    "Paper B's lightweight PromptIR: the paper network reduced, shallow component (180, 320) at half size."
+    return cls.paper().to_lightweight(shallow_size, prompt_scale, deep_ffn_expansion, shallow_level)
+
+# %% ../nbs/05_promptir.ipynb #c109
 def freeze_backbone(model: nn.Module, freeze: bool = True) -> nn.Module:
     "Freeze (or unfreeze) everything but the prompt generation and interaction blocks."
     for name, p in model.named_parameters():
         p.requires_grad_(param_group(name) in ("prompt generation", "prompt interaction") or not freeze)
     return model
 
+# %% ../nbs/05_promptir.ipynb #c112
 def trainable_parameters(model: nn.Module) -> list:
-    "The parameters with `requires_grad`, for the optimizer."
+    "The list of parameters with `requires_grad` (the tensors, not a count), for the optimizer."
     return [p for p in model.parameters() if p.requires_grad]
 
-# %% ../nbs/05_promptir.ipynb #c053
-def _truncate_ffn(name, src, shape):
+# %% ../nbs/05_promptir.ipynb #c115
+def _truncate_ffn(name: str, src, shape):
     "The first hidden channels of a wider GDFN tensor, for a narrower one of `shape`."
-    if name.endswith("project_out.weight"): return src[:, :shape[1]]
-    h_src, h = src.shape[0] // 2, shape[0] // 2
+    if name.endswith("project_out.weight"):
+        return src[:, :shape[1]]
+    h_src = src.shape[0] // 2
+    h = shape[0] // 2
     return torch.cat([src[:h], src[h_src:h_src + h]])
 
+def _init_from(name: str, target, source, ffn_init: str) -> str:
+    "Fill the lightweight tensor `target` from the full one `source`; how ('copied', 'resized', ...)."
+    if source is not None and source.shape == target.shape:
+        target.copy_(source)
+        return "copied"
+    if source is not None and name.endswith("prompt_param") and source.shape[:3] == target.shape[:3]:
+        resized = F.interpolate(source[0], size=target.shape[-2:], mode="bilinear", align_corners=False)
+        target.copy_(resized[None])
+        return "resized"
+    if source is not None and ffn_init == "truncate" and ".ffn." in name and source.ndim == target.ndim:
+        target.copy_(_truncate_ffn(name, source, target.shape))
+        return "truncated"
+    return "not_copied"
+
 def lightweight_from_full(full: PromptIR, config: PromptIRConfig | None = None, ffn_init: str = "random"):
-    "A lightweight PromptIR initialised from `full`: same-shape tensors copied, prompt components resized; with a report."
-    if ffn_init not in ("random", "truncate"): raise ValueError(f"ffn_init: expected 'random' or 'truncate', got {ffn_init!r}")
+    "A lightweight PromptIR initialised from `full` (same shapes copied, prompts resized), with a report."
+    if ffn_init not in ("random", "truncate"):
+        raise ValueError(f"ffn_init: expected 'random' or 'truncate', got {ffn_init!r}")
     ref = next(full.parameters())
     light = PromptIR(config or PromptIRConfig.lightweight()).to(device=ref.device, dtype=ref.dtype)
-    src, report = full.state_dict(), dict(copied=[], resized=[], truncated=[], not_copied=[])
+    source = full.state_dict()
+    report = dict(copied=[], resized=[], truncated=[], not_copied=[])
     with torch.no_grad():
-        for name, t in light.state_dict().items():
-            s = src.get(name)
-            if s is not None and s.shape == t.shape: t.copy_(s); report["copied"].append(name)
-            elif s is not None and name.endswith("prompt_param") and s.shape[:3] == t.shape[:3]:
-                t.copy_(F.interpolate(s[0], size=t.shape[-2:], mode="bilinear", align_corners=False)[None])
-                report["resized"].append(name)
-            elif s is not None and ffn_init == "truncate" and ".ffn." in name and s.ndim == t.ndim:
-                t.copy_(_truncate_ffn(name, s, t.shape)); report["truncated"].append(name)
-            else: report["not_copied"].append(name)
+        for name, target in light.state_dict().items():
+            report[_init_from(name, target, source.get(name), ffn_init)].append(name)
     return light, report
 
-# %% ../nbs/05_promptir.ipynb #c057
+# %% ../nbs/05_promptir.ipynb #c119
 def pad_to_multiple(x, multiple: int = 8):
-    "Pad `[B,C,H,W]` at the bottom/right to multiples of `multiple` (reflect; replicate along a side too short)."
+    "Pad `[B,C,H,W]` at the bottom/right to multiples of `multiple` (reflect; replicate if a side is short)."
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if pw: x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
-    if ph: x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
+    ph = -h % multiple
+    pw = -w % multiple
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
     return x
 
+# %% ../nbs/05_promptir.ipynb #c121
 def to_channels_last(model: nn.Module) -> nn.Module:
-    "Store the 4-D (convolution) weights of `model` channels_last, in place (the 5-D prompt components stay as they are)."
+    "Store the 4-D (convolution) weights of `model` channels_last, in place (the 5-D prompt components stay)."
     with torch.no_grad():
         for p in model.parameters():
-            if p.ndim == 4: p.data = p.data.contiguous(memory_format=torch.channels_last)
+            if p.ndim == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
     return model
 
+# %% ../nbs/05_promptir.ipynb #c124
 _AMP = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 def _amp_dtype(autocast):
-    if autocast is None or autocast is False: return None
-    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16): return autocast
-    if autocast in _AMP: return _AMP[autocast]
+    "The autocast dtype for `autocast` (None/False: off; 'bf16', 'fp16' or a half dtype)."
+    if autocast is None or autocast is False:
+        return None
+    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
+        return autocast
+    if isinstance(autocast, str) and autocast in _AMP:
+        return _AMP[autocast]
     raise ValueError(f"autocast: expected None, 'bf16' or 'fp16', got {autocast!r}")
 
-def _forward_padded(model, x, multiple, amp, channels_last):
-    "Run `model` on `[B,C,H,W]` of any size: pad, (autocast), crop back."
-    h, w = x.shape[-2:]
-    xp = pad_to_multiple(x, multiple)
-    if channels_last: xp = xp.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device_type=xp.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-        y = model(xp)
-    return y[..., :h, :w].float()
+def _forward(model, x, amp, channels_last: bool):
+    "`model(x)` on the model's device and dtype, under autocast `amp` (None: off); float32 output there."
+    p = next(model.parameters())
+    x = x.to(device=p.device, dtype=p.dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        y = model(x)
+    return y.float()
 
-# %% ../nbs/05_promptir.ipynb #c059
-def _starts(n, tile, step):
+# %% ../nbs/05_promptir.ipynb #c127
+def _starts(n: int, tile: int, step: int) -> list:
     "Origins of tiles of length `tile` every `step` covering `0..n`, the last one flush with the end."
-    if tile >= n: return [0]
-    s = list(range(0, n - tile + 1, step))
-    return s if s[-1] == n - tile else s + [n - tile]
+    if tile >= n:
+        return [0]
+    starts = list(range(0, n - tile + 1, step))
+    return starts if starts[-1] == n - tile else starts + [n - tile]
 
-def _ramp(n, overlap, device):
-    "Blending weights of one tile side: rising over `overlap` samples at both ends, 1 inside, never 0."
-    i = torch.arange(n, device=device, dtype=torch.float32)
-    return torch.minimum(torch.ones(n, device=device), torch.minimum(i + 1, n - i) / (overlap + 1))
+def _edge_weights(n: int, overlap: int, margin: int, inner_start: bool, inner_end: bool) -> torch.Tensor:
+    "Blending weights along one side of a tile: 0 for `margin` samples at an inner edge, then a linear rise."
+    d = torch.arange(n, dtype=torch.float32)
+    span = overlap - 2 * margin
+    w = torch.ones(n)
+    for distance, inner in ((d, inner_start), (n - 1 - d, inner_end)):
+        if inner:
+            if span > 0:
+                rise = ((distance - margin + 0.5) / span).clamp(0, 1)
+            else:
+                rise = (distance >= margin).float()
+            w = torch.minimum(w, rise)
+    return w
 
-def tiled_forward(fn, x, tile, overlap: int = 32):
-    "Apply `fn` (`[B,C,h,w]` -> same size) to overlapping tiles of `x` and blend them with linear ramps."
-    th, tw = _hw(tile)
+# %% ../nbs/05_promptir.ipynb #c129
+def _check_tiling(tile, overlap, margin, multiple: int = 1) -> tuple:
+    "`(tile height, tile width, margin)`, with errors naming `tile`, `overlap` or `margin`."
+    try:
+        th, tw = _hw(tile)
+    except (TypeError, ValueError):
+        raise ValueError(f"tile: expected an int or (height, width), got {tile!r}") from None
+    if min(th, tw) < 1 or th % multiple or tw % multiple:
+        raise ValueError(f"tile: expected positive multiples of {multiple}, got {tile!r}")
+    if not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < min(th, tw):
+        raise ValueError(f"overlap: expected an int with 0 <= overlap < tile, got overlap={overlap!r} with "
+                         f"tile={tile!r} (use a larger tile or a smaller overlap)")
+    margin = overlap // 4 if margin is None else margin
+    if not 0 <= 2 * margin <= overlap:
+        raise ValueError(f"margin: expected 0 <= margin <= overlap / 2 = {overlap / 2}, got {margin!r}")
+    return th, tw, margin
+
+def tiled_forward(fn, x, tile, overlap: int = 32, margin: int | None = None, multiple: int = 1):
+    "Apply `fn` (`[B,C,h,w]` -> same size) to overlapping tiles of `x`, blended; output on `x`'s device."
+    th, tw, margin = _check_tiling(tile, overlap, margin, multiple)
     B, _, H, W = x.shape
-    th, tw = min(th, H), min(tw, W)
-    if overlap < 0 or (overlap >= min(th, tw) and (th < H or tw < W)):
-        raise ValueError(f"overlap: expected 0 <= overlap < tile size {min(th, tw)}, got {overlap}")
-    out = weight = None
-    for top in _starts(H, th, max(th - overlap, 1)):
-        for left in _starts(W, tw, max(tw - overlap, 1)):
-            y = fn(x[..., top:top + th, left:left + tw])
+    th = min(th, H)
+    tw = min(tw, W)
+    out = None
+    weight = torch.zeros(H, W, device=x.device)
+    for top in _starts(H, th, th - overlap):
+        for left in _starts(W, tw, tw - overlap):
+            y = fn(x[..., top:top + th, left:left + tw]).to(x.device)
+            rows = _edge_weights(th, overlap, margin, top > 0, top + th < H)
+            cols = _edge_weights(tw, overlap, margin, left > 0, left + tw < W)
+            wgt = (rows[:, None] * cols[None]).to(x.device)
             if out is None:
-                out = torch.zeros(B, y.shape[1], H, W, device=y.device, dtype=y.dtype)
-                weight = torch.zeros(1, 1, H, W, device=y.device, dtype=y.dtype)
-            wgt = (_ramp(th, overlap, y.device)[:, None] * _ramp(tw, overlap, y.device)[None]).to(y.dtype)
+                out = torch.zeros(B, y.shape[1], H, W, device=x.device, dtype=y.dtype)
             out[..., top:top + th, left:left + tw] += y * wgt
-            weight[..., top:top + th, left:left + tw] += wgt
+            weight[top:top + th, left:left + tw] += wgt
     return out / weight
 
-# %% ../nbs/05_promptir.ipynb #c060
-def restore(model, x, batch_size: int | None = None, autocast=None, channels_last: bool = False,
-            tile=None, overlap: int = 32, multiple: int = 8, clamp: bool = True):
-    "Restore frames `[...,C,H,W]` (C = 1, 3 or 4; any H, W) with `model`; float32 output of the same shape."
-    if not isinstance(x, torch.Tensor) or x.ndim < 3 or x.shape[-3] not in (1, 3, 4) or not x.is_floating_point():
-        raise ValueError(f"x: expected a float tensor [...,C,H,W] with C in (1, 3, 4), got {getattr(x, 'shape', type(x))}")
-    amp, lead = _amp_dtype(autocast), x.shape[:-3]
-    p = next(model.parameters())
-    frames = x.reshape(-1, *x.shape[-3:]).to(device=p.device)
+# %% ../nbs/05_promptir.ipynb #c133
+def _check_restore_args(x, batch_size, tile, overlap, multiple):
+    "Refuse bad arguments of `restore` by name before any work."
+    if not isinstance(x, torch.Tensor) or x.ndim < 3 or not x.is_floating_point():
+        raise ValueError(f"x: expected a float tensor [...,C,H,W], got {getattr(x, 'shape', type(x))}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+    if not isinstance(multiple, (int, np.integer)) or multiple < 1:
+        raise ValueError(f"multiple: expected a positive int, got {multiple!r}")
+    if tile is not None:
+        _check_tiling(tile, overlap, None, multiple)
+
+def _to_model_channels(frames, model_channels: int) -> tuple:
+    "Frames `[N,C,H,W]` with the model's channels, and the alpha channel to pass through (or None)."
     C = frames.shape[1]
-    alpha = frames[:, 3:] if C == 4 else None
-    rgb = frames[:, :3] if C != 1 else frames.expand(-1, 3, -1, -1)
-    if channels_last: to_channels_last(model)
-    run = lambda t: _forward_padded(model, t, multiple, amp, channels_last)
-    outs = []
+    if C == model_channels:
+        return frames, None
+    if model_channels == 3 and C == 1:
+        return frames.expand(-1, 3, -1, -1), None
+    if model_channels == 3 and C == 4:
+        return frames[:, :3], frames[:, 3:]
+    expected = "1 (gray), 3 or 4 (RGBA)" if model_channels == 3 else str(model_channels)
+    raise ValueError(f"x: the model restores {model_channels}-channel frames, so C must be {expected}; "
+                     f"got {C} (shape {list(frames.shape)})")
+
+def _from_model_channels(y, channels: int, alpha, clamp: bool):
+    "The restored frames with the input's channels: gray averaged back, alpha put back; clamped to [0, 1]."
+    y = y.clamp(0, 1) if clamp else y
+    if channels == 1 and y.shape[1] == 3:
+        y = y.mean(dim=1, keepdim=True)
+    return y if alpha is None else torch.cat([y, alpha.float()], dim=1)
+
+def _restore_batch(model, frames, amp, channels_last: bool, tile, overlap: int, multiple: int):
+    "Restore `[B,C,H,W]` frames of any size: pad once, run whole or in tiles, crop; output beside the input."
+    h, w = frames.shape[-2:]
+    padded = pad_to_multiple(frames, multiple)
+    run = lambda t: _forward(model, t, amp, channels_last)
+    if tile is None:
+        y = run(padded).to(frames.device)
+    else:
+        y = tiled_forward(run, padded, tile, overlap, multiple=multiple)
+    return y[..., :h, :w]
+
+# %% ../nbs/05_promptir.ipynb #c135
+def restore(model, x, batch_size: int | None = None, autocast=None, channels_last: bool = False,
+            tile=None, overlap: int = 32, multiple: int = 8, clamp: bool = True) -> torch.Tensor:
+    "Restore frames `[...,C,H,W]` (any H, W; C 1, 3 or 4) with `model`: float32, same shape, on `x`'s device."
+    _check_restore_args(x, batch_size, tile, overlap, multiple)
+    amp = _amp_dtype(autocast)
+    frames = x.reshape(-1, *x.shape[-3:])
+    inputs, alpha = _to_model_channels(frames, getattr(getattr(model, "config", None), "channels", 3))
+    if channels_last:
+        to_channels_last(model)
     with torch.inference_mode():
-        for chunk in rgb.split(batch_size or len(rgb)):
-            chunk = chunk.to(p.dtype)
-            outs.append(tiled_forward(run, chunk, tile, overlap) if tile is not None else run(chunk))
-    y = torch.cat(outs).float()
-    if clamp: y = y.clamp(0, 1)
-    if C == 1: y = y.mean(dim=1, keepdim=True)
-    if alpha is not None: y = torch.cat([y, alpha.float()], dim=1)
-    return y.reshape(*lead, *y.shape[-3:])
+        outs = [_restore_batch(model, batch, amp, channels_last, tile, overlap, multiple)
+                for batch in inputs.split(batch_size or len(inputs))]
+    y = _from_model_channels(torch.cat(outs), frames.shape[1], alpha, clamp)
+    return y.reshape(*x.shape[:-3], *y.shape[-3:])
