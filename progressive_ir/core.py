@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 # %% auto #0
 __all__ = ['PACKAGES', 'PROFILES', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc', 'pil_to_tensor',
            'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe',
-           'run_ffmpeg', 'load_image', 'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop',
+           'run_ffmpeg', 'load_image', 'save_image', 'write_video', 'read_video', 'video_info', 'resize_center_crop',
            'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder',
            'experiments_dir', 'load_profile', 'runs_root', 'run_dir']
 
@@ -163,20 +163,45 @@ def _png_is_rgb16(path) -> bool:
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
 # %% ../nbs/00_core.ipynb #c025
-def load_image(path) -> torch.Tensor:
-    "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied; modes converted as in `pil_to_tensor`)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such image file")
-    if _png_is_rgb16(path):
-        with Image.open(path) as im: w, h = im.size
-        raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
-        return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
+@contextlib.contextmanager
+def _pixel_limit(path, max_pixels=None):
+    "Apply Pillow's pixel limit (or `max_pixels`) to what is read inside; an image over it is a `ValueError` naming `path`."
+    import warnings
+    saved = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            im.load()
-            return pil_to_tensor(ImageOps.exif_transpose(im))
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): {e}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: an error, not a warning
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: more pixels than the limit of {limit:,} ({e}); if you trust the file, raise the "
+                         "limit: load_image(path, max_pixels=N), or PIL.Image.MAX_IMAGE_PIXELS = N (None: no limit)"
+                         ) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+def load_image(path, max_pixels=None) -> torch.Tensor:
+    "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied; modes as in `pil_to_tensor`)."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    with _pixel_limit(path, max_pixels):
+        if _png_is_rgb16(path):
+            with Image.open(path) as im:
+                w, h = im.size
+            raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
+            return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return pil_to_tensor(ImageOps.exif_transpose(im))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): {e}"
+                             ) from None
 
 # %% ../nbs/00_core.ipynb #c027
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
@@ -199,37 +224,6 @@ def save_image(img, path, quality=95, bits=8):
             run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
                          "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(tmp)], path, stdin=arr.tobytes())
     return path
-
-# %% ../nbs/00_core.ipynb #c032
-def video_info(path) -> dict:
-    "Frame rate, size and frame count of a video file."
-    import imageio_ffmpeg
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such video file")
-    try:
-        nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-        gen = imageio_ffmpeg.read_frames(str(path)); meta = next(gen); gen.close()
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable video: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
-    return dict(fps=meta["fps"], width=meta["size"][0], height=meta["size"][1], frames=nframes)
-
-def read_video(path, start=0, max_frames=None) -> torch.Tensor:
-    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB in [0,1]."
-    import imageio_ffmpeg
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such video file")
-    frames = []
-    try:
-        gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        w, h = next(gen)["size"]
-        for i, buf in enumerate(gen):
-            if max_frames is not None and len(frames) >= max_frames: break
-            if i >= start: frames.append(np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3))
-        gen.close()
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable video: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
-    if not frames: raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames})")
-    return from_uint8_hwc(np.stack(frames))
 
 # %% ../nbs/00_core.ipynb #c033
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
@@ -259,6 +253,85 @@ def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, pr
         for f in arr: w.send(f)
         w.close()
     return path
+
+# %% ../nbs/00_core.ipynb #c032
+import re
+
+def _ffmpeg_log_errors(log) -> list:
+    "The error lines of an ffmpeg log written with `-loglevel level+...` (their level tag removed)."
+    return [re.sub(r"\[(error|fatal)\] ", "", l).strip() for l in log if re.search(r"(^|\] )\[(error|fatal)\] ", l)]
+
+def _decode_video(path, output, max_frames=None) -> tuple:
+    "Run ffmpeg on the first video stream of `path` into `output` args; return (stdout, log lines, output size, fps)."
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i", str(path),
+            "-map", "0:v:0", "-fps_mode", "passthrough"]
+    if max_frames is not None:
+        args += ["-frames:v", str(int(max_frames))]
+    p = subprocess.run(args + output, capture_output=True)
+    log = p.stderr.decode(errors="replace").splitlines()
+    if p.returncode != 0:
+        errors = _ffmpeg_log_errors(log) or log[-1:] or ["no message"]
+        raise ValueError(f"{path}: not a readable video: {errors[-1]}")
+    streams = [l for l in log if re.search(r"Stream #\d+:\d+.*: Video: ", l)]
+    size = re.search(r", (\d+)x(\d+)", streams[-1])  # the last one: the decoded output, after any rotation
+    fps = re.search(r", ([\d.]+) (fps|tbr)", streams[0])
+    return p.stdout, log, (int(size[1]), int(size[2])), float(fps[1]) if fps else None
+
+def _declared_frames(path, fps) -> tuple:
+    "The frame count the container of `path` declares (PyAV), and whether it is only an estimate from its duration."
+    import av
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.frames:
+                return int(s.frames), False
+            seconds = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / av.time_base
+    except (av.error.FFmpegError, IndexError):
+        return None, False
+    return (round(seconds * fps), True) if seconds and fps else (None, False)
+
+def _check_complete(path, decoded, log, fps, stopped_early, strict):
+    "Raise (or warn, unless `strict`) when ffmpeg logged errors or fewer frames decoded than `path` declares."
+    import warnings
+    errors = _ffmpeg_log_errors(log)
+    declared, estimate = _declared_frames(path, fps) if not stopped_early else (None, False)
+    short = declared is not None and decoded < declared - (1 if estimate else 0)
+    if not (errors or short):
+        return
+    counts = (f"{decoded} frames decoded, the container declares {'about ' if estimate else ''}{declared}"
+              if declared is not None else f"{decoded} frames decoded")
+    msg = f"{path}: truncated or damaged video: {counts}{'; ffmpeg: ' + errors[0] if errors else ''}"
+    if strict:
+        raise ValueError(msg + " (pass strict=False to use the frames that decode)")
+    warnings.warn(msg + "; using the frames that decoded")
+
+# %% ../nbs/00_core.ipynb #c056
+def read_video(path, start=0, max_frames=None, strict=True) -> torch.Tensor:
+    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB in [0,1]."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    stop = None if max_frames is None else start + max_frames
+    raw, log, (w, h), fps = _decode_video(path, ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stop)
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
+    _check_complete(path, len(frames), log, fps, stop is not None and len(frames) == stop, strict)
+    if len(frames) <= start:
+        raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames}; "
+                         f"the video has {len(frames)})")
+    return from_uint8_hwc(frames[start:])
+
+# %% ../nbs/00_core.ipynb #c057
+def video_info(path, strict=True) -> dict:
+    "Frame rate, size and frame count (every frame decoded) of a video file, checked as `read_video` checks it."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    _, log, (w, h), fps = _decode_video(path, ["-f", "null", "-"])
+    counts = [int(m[1]) for l in log for m in [re.search(r"frame=\s*(\d+)", l)] if m]
+    if not counts:
+        raise ValueError(f"{path}: not a readable video: ffmpeg reported no frame count")
+    _check_complete(path, counts[-1], log, fps, False, strict)
+    return dict(fps=fps, width=w, height=h, frames=counts[-1])
 
 # %% ../nbs/00_core.ipynb #c037
 def resize_center_crop(img, size) -> torch.Tensor:
