@@ -107,7 +107,8 @@ def div2k_images(root, split="train") -> dict:
             raise ValueError(f"{root}: this is the {root.name} folder, but split={split!r} asks for "
                              f"{DIV2K_FOLDERS[split]}")
         return image_folder(root, suffixes=(".png",))
-    splits = list(DIV2K_FOLDERS) if split == "all" else [split]
+    present = [s for s in DIV2K_FOLDERS if (root / DIV2K_FOLDERS[s]).is_dir()]
+    splits = (present or list(DIV2K_FOLDERS)) if split == "all" else [split]  # "all": the folders there are
     missing = [DIV2K_FOLDERS[s] for s in splits if not (root / DIV2K_FOLDERS[s]).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root}: no {', '.join(missing)} folder here "
