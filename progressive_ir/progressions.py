@@ -892,6 +892,16 @@ def _assign_splits(src, split, rule, official, val_fraction, seed) -> tuple:
         raise ValueError(f"split: expected 'train' or 'val' for each source, got {bad}")
     return {n: given[n] for n in src}, "given"
 
+def _split_argument(split, settings):
+    "A builder's `split`: a rule name sets the config's rule (None returned); 'train', 'val' or a dict is returned."
+    if isinstance(split, str) and split in SPLIT_RULES:
+        settings["split"] = split
+        return None
+    if isinstance(split, str) and split not in ("train", "val"):
+        raise ValueError(f"split: expected one of {SPLIT_RULES}, 'train', 'val' or a dict name -> split, "
+                         f"got {split!r}")
+    return split
+
 def _model_name(model):
     return getattr(model, "name", None if model is None else type(model).__name__)
 
@@ -1033,6 +1043,7 @@ def _fresh_folder(out_dir, shard):
 def build_progression_dataset(out_dir, sources=None, config=None, *, split=None, shard=None, captioner=None,
                               refiner=None, progress=False, **settings) -> Path:
     "Write the progression videos `config` and/or `settings` describe into `out_dir`; return the manifest."
+    split = _split_argument(split, settings)
     cfg = ProgressionConfig.of(config, **settings)
     plan = _plan_progressions(out_dir, sources, cfg, split, parse_shard(shard), captioner, refiner)
     with _fresh_folder(plan.out_dir, plan.shard), build_lock(plan.out_dir, plan.shard):
@@ -1198,6 +1209,7 @@ def _build_pair_samples(plan, done, manifest, fingerprints, progress) -> tuple:
 def build_crf_pairs(out_dir, videos=None, config=None, *, split=None, shard=None, progress=False,
                     **settings) -> Path:
     "Write (compressed, original) PNG frame pairs of the clips into `out_dir`, split without leakage."
+    split = _split_argument(split, settings)
     cfg = CrfPairsConfig.of(config, **settings)
     plan = _plan_pairs(out_dir, videos, cfg, split, parse_shard(shard))
     with _fresh_folder(plan.out_dir, plan.shard), build_lock(plan.out_dir, plan.shard):
