@@ -627,6 +627,7 @@ def record_differences(old, new) -> list:
     return (_setting_differences(old["settings"], new["settings"])
             + _source_differences(old["sources"], new["sources"]))
 
+# %% ../nbs/06_progressions.ipynb #c197
 def _refusal(out_dir, kind, problems) -> ValueError:
     more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
     return ValueError(f"{out_dir}: holds a {kind} dataset built from other settings or sources: "
@@ -692,6 +693,7 @@ def parse_shard(shard) -> tuple | None:
                          f"got {shard!r}")
     return int(shard[0]), int(shard[1])
 
+# %% ../nbs/06_progressions.ipynb #c199
 def shard_tag(shard) -> str:
     "How a shard names its files: '.shard-I-of-N' (counted from 1), '' for a one-shot build."
     shard = parse_shard(shard)
