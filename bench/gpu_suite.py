@@ -676,8 +676,10 @@ def main(argv=None) -> int:
                                                    ROOT / "bench" / "results" / "gpu_suite")
     (work / "logs").mkdir(parents=True, exist_ok=True)
     site = work / "site"
+    if site.is_dir(): sys.path.insert(0, str(site))  # installed by an earlier run on this machine
     setup = dict(status="skipped", reason="--no-install") if a.no_install else install_wheels(Path(a.wheels), site)
-    if setup.get("installed"): sys.path.insert(0, str(site))
+    if setup.get("installed") and str(site) not in sys.path: sys.path.insert(0, str(site))
+    site = site if site.is_dir() else None
     if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
     from progressive_ir.core import write_json
     device = resolve_device(a)
@@ -702,7 +704,7 @@ def main(argv=None) -> int:
             doc = skipped(part, spec, f"the suite's total budget ({total:.0f} s) was spent before this part")
         else:
             print(f"== {part} (budget {min(budget, left):.0f} s)", flush=True)
-            doc = run_part(part, spec, min(budget, left), work / "logs" / f"{part}.log", site if setup.get("installed") else None)
+            doc = run_part(part, spec, min(budget, left), work / "logs" / f"{part}.log", site)
         docs.append(doc)
         print(f"   {part}: {doc['status']} in {doc.get('wall_s', 0):.0f} s -> {spec['out_json']}", flush=True)
     table = summary_table(docs)
