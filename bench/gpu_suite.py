@@ -13,7 +13,7 @@ out of time is recorded as such while the others still run. The parts, in the or
   metrics           batched PSNR/SSIM on the GPU against the CPU path and a scikit-image loop (bench/metrics_speed.py)
   cogvideo          CogVideoX1.5-5B-I2V architecture, random bf16 weights built on the GPU: one LoRA step (rank 128,
                     9 x 768 x 1360, gradient checkpointing), sampling seconds/step extrapolated to 50 steps, VAE
-                    decode tiled and untiled                            (bench/cogvideo_lora.py + progressive_ir.cogvideo)
+                    decode tiled and untiled             (bench/cogvideo_lora.py + progressive_ir.cogvideo)
   exp04             experiment 04 shortened: CRF-36 pairs of the Big Buck Bunny clip, a short stand-in starting model,
                     then the `full` regime for the time left: a first PSNR gain on the validation frames (resumable)
   promptir_compile  torch.compile'd PromptIR at 1280x720 (bf16, channels_last): frames/s against the goal of 10
@@ -262,8 +262,9 @@ def part_promptir_train(s: dict, ctx) -> dict:
     "PromptIR training memory and speed through bench/promptir_train_memory.py (one fresh process per case)."
     ptm = _bench_module("promptir_train_memory")
     raw_path = ctx.scratch / "promptir_train_memory.json"
-    argv = ["--device", ctx.device, "--recipes", ",".join(s["recipes"]), "--frame-recipes", ",".join(s["frame_recipes"]),
-            "--warmup", str(s["warmup"]), "--steps", str(s["steps"]), "--out", str(raw_path)]
+    argv = ["--device", ctx.device, "--recipes", ",".join(s["recipes"]),
+            "--frame-recipes", ",".join(s["frame_recipes"]), "--warmup", str(s["warmup"]),
+            "--steps", str(s["steps"]), "--out", str(raw_path)]
     if s["tiny"]: argv.append("--tiny")
     ptm.main(argv)
     raw = json.loads(raw_path.read_text())
@@ -329,9 +330,13 @@ def _cogvideo_sampling(pipe, s, ctx, dev, dtype, cl) -> dict:
     out = dict(runs=[short, long], lora="rank-%d LoRA attached (unfused), as after training" % s["rank"])
     if short.get("status") == "ok" and long.get("status") == "ok":
         per_step = (long["s_per_trajectory"] - short["s_per_trajectory"]) / (k2 - k1)
+        if per_step <= 0:  # timing noise larger than the steps' cost (tiny models): nothing to extrapolate
+            return dict(out, s_per_step=None, extrapolated_trajectory_s=None,
+                        warning=f"t({k2} steps) <= t({k1} steps): too noisy to extrapolate")
         fixed = short["s_per_trajectory"] - k1 * per_step
         n = s["extrapolate_to"]
-        out.update(s_per_step=per_step, fixed_s=fixed, extrapolated_steps=n, extrapolated_trajectory_s=fixed + n * per_step,
+        out.update(s_per_step=per_step, fixed_s=fixed, extrapolated_steps=n,
+                   extrapolated_trajectory_s=fixed + n * per_step,
                    method=f"seconds/step = (t({k2} steps) - t({k1} steps)) / {k2 - k1}; fixed cost (image encode, VAE "
                           f"decode, set-up) = t({k1}) - {k1} x seconds/step; {n}-step trajectory = fixed + {n} x "
                           "seconds/step (classifier-free guidance: two transformer passes per step)")
@@ -390,12 +395,14 @@ def part_cogvideo(s: dict, ctx) -> dict:
         ctx.record(vae_decode=decode)
     train, sampling = ctx.figures["train"], ctx.figures["sampling"]
     goals = s["goals"]
-    checks = dict(train_peak_le_goal=train.get("peak_gib") is not None and train["peak_gib"] <= goals["train_peak_gib"],
-                  train_step_le_goal=train.get("s_per_step") is not None and train["s_per_step"] <= goals["train_s_per_step"],
-                  trajectory_le_goal=sampling.get("extrapolated_trajectory_s") is not None
-                  and sampling["extrapolated_trajectory_s"] <= goals["trajectory_50_s"])
-    headline = (f"LoRA step {train.get('s_per_step', float('nan')):.2f} s, {train.get('peak_gib', float('nan')):.1f} GiB; "
-                f"{s['extrapolate_to']}-step trajectory ~{sampling.get('extrapolated_trajectory_s', float('nan')):.1f} s")
+    within = lambda value, goal: value is not None and value <= goal
+    trajectory_s = sampling.get("extrapolated_trajectory_s")
+    checks = dict(train_peak_le_goal=within(train.get("peak_gib"), goals["train_peak_gib"]),
+                  train_step_le_goal=within(train.get("s_per_step"), goals["train_s_per_step"]),
+                  trajectory_le_goal=within(trajectory_s, goals["trajectory_50_s"]))
+    nan = float("nan")
+    headline = (f"LoRA step {train.get('s_per_step', nan):.2f} s, {train.get('peak_gib', nan):.1f} GiB; "
+                f"{s['extrapolate_to']}-step trajectory ~{trajectory_s if trajectory_s is not None else nan:.1f} s")
     return dict(ctx.figures, goals=goals, anchors=s["anchors"], checks=checks if dev.type == "cuda" else None,
                 headline=headline)
 
@@ -410,8 +417,9 @@ def _exp04_data(s: dict, work: Path):
     "CRF pairs of the sample clip (a resumable build), loaded into memory: (train pairs, val pairs, manifest)."
     from progressive_ir.progressions import PairDataset, build_crf_pairs
     from progressive_ir.sources import sample_videos
-    manifest = build_crf_pairs(work / f"crf_pairs_{s['crf']}", sample_videos([s["video"]]), crf=s["crf"], size=s["size"],
-                               max_frames=s["max_frames"], val_fraction=s["val_fraction"], seed=s["seed"])
+    manifest = build_crf_pairs(work / f"crf_pairs_{s['crf']}", sample_videos([s["video"]]), crf=s["crf"],
+                               size=s["size"], max_frames=s["max_frames"], val_fraction=s["val_fraction"],
+                               seed=s["seed"])
     train = _load_pairs(PairDataset(manifest, "train"), s["load_threads"])
     val = _load_pairs(PairDataset(manifest, "val"), s["load_threads"])
     return train, val, manifest
@@ -579,8 +587,9 @@ def run_part(part: str, spec: dict, budget_s: float, log: Path, site: Path | Non
 def skipped(part: str, spec: dict, reason: str) -> dict:
     "Record a part that was not started."
     from progressive_ir.core import write_json
-    doc = dict({k: spec.get(k) for k in ("part", "device", "tiny", "commit", "settings")}, command=spec["suite_command"],
-               env=spec["light_env"], status="skipped", error=reason, figures={}, wall_s=0.0)
+    base = {k: spec.get(k) for k in ("part", "device", "tiny", "commit", "settings")}
+    doc = dict(base, command=spec["suite_command"], env=spec["light_env"], status="skipped", error=reason,
+               figures={}, wall_s=0.0)
     write_json(doc, spec["out_json"])
     return doc
 
@@ -609,11 +618,13 @@ def parse_key_values(items, what: str, convert) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="gpu_suite.py", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="the CPU code path at tiny sizes (= --device cpu --tiny)")
     p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default: cuda when there is one)")
     p.add_argument("--tiny", action="store_true", help="tiny networks and sizes (checks the code path; not results)")
-    p.add_argument("--parts", default=",".join(ORDER), help=f"comma list of parts, run in this order: {','.join(ORDER)}")
+    p.add_argument("--parts", default=",".join(ORDER),
+                   help=f"comma list of parts, run in this order: {','.join(ORDER)}")
     p.add_argument("--budget", action="append", metavar="PART=SECONDS",
                    help="time budget of a part (repeatable); defaults: " +
                         ", ".join(f"{k}={v['budget_s']}" for k, v in PARTS.items()))
@@ -687,8 +698,8 @@ def main(argv=None) -> int:
     deadline = t_start + total
     commit = current_commit(a.commit)
     env = light_env()
-    print(f"gpu suite: device {device}{' (tiny)' if a.tiny else ''}; parts {','.join(a.parts)}; total budget {total:.0f} s; "
-          f"out {out_dir}; commit {commit}", flush=True)
+    print(f"gpu suite: device {device}{' (tiny)' if a.tiny else ''}; parts {','.join(a.parts)}; "
+          f"total budget {total:.0f} s; out {out_dir}; commit {commit}", flush=True)
     print(f"setup: {setup['status']}, installed {setup.get('installed') or 'nothing'}", flush=True)
     docs = []
     for part in [p for p in ORDER if p in a.parts]:
@@ -708,10 +719,11 @@ def main(argv=None) -> int:
         docs.append(doc)
         print(f"   {part}: {doc['status']} in {doc.get('wall_s', 0):.0f} s -> {spec['out_json']}", flush=True)
     table = summary_table(docs)
-    summary = dict(suite="gpu_suite", command=command, commit=commit, device=device, tiny=a.tiny, env=env, setup=setup,
-                   total_budget_s=total, wall_s=round(time.time() - t_start, 1), table=table.splitlines(),
-                   parts=[{k: d.get(k) for k in ("part", "status", "wall_s", "budget_s", "error")} |
-                          dict(headline=(d.get("figures") or {}).get("headline"), json=f"{d['part']}.json") for d in docs])
+    rows = [{k: d.get(k) for k in ("part", "status", "wall_s", "budget_s", "error")} |
+            dict(headline=(d.get("figures") or {}).get("headline"), json=f"{d['part']}.json") for d in docs]
+    summary = dict(suite="gpu_suite", command=command, commit=commit, device=device, tiny=a.tiny, env=env,
+                   setup=setup, total_budget_s=total, wall_s=round(time.time() - t_start, 1),
+                   table=table.splitlines(), parts=rows)
     write_json(summary, out_dir / "summary.json")
     print("\n" + table + f"\n\nwall {summary['wall_s']:.0f} s of {total:.0f}; wrote {out_dir}/summary.json", flush=True)
     return 0 if all(d["status"] == "ok" for d in docs) else 1

@@ -51,7 +51,9 @@ def test_dry_run_figures(dry_run):
     assert [(c["recipe"], c["status"]) for c in cases] == [("full_fp32", "ok"), ("ours_ckpt_frozen_bf16", "ok")]
     cog = docs["cogvideo"]["figures"]
     assert cog["train"]["status"] == "ok" and cog["train"]["gradient_checkpointing"]
-    assert cog["sampling"]["extrapolated_steps"] == 50 and cog["sampling"]["s_per_step"] is not None
+    sampling = cog["sampling"]
+    assert [r["status"] for r in sampling["runs"]] == ["ok", "ok"]
+    assert (sampling.get("extrapolated_steps") == 50 and sampling["s_per_step"] > 0) or "too noisy" in sampling["warning"]
     assert [d["tiling"] for d in cog["vae_decode"]] == [False, True]
     assert all(d["frames_out"][2] == 9 for d in cog["vae_decode"])
     regimes = docs["exp04"]["figures"]["regimes"]
