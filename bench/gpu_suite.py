@@ -59,9 +59,10 @@ COGVIDEO = dict(preset="full-random", width=1360, height=768, frames=9, rank=128
                 anchors=dict(diffusers_peft_train_gib=15.4, diffusers_peft_train_s=1.43, diffusers_trajectory_50_s=44))
 EXP04 = dict(video="bigbuckbunny", size=None, max_frames=None, crf=36, val_fraction=0.2, model="paper",
              start_images=["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble"], start_size=None,
-             start_steps=100, start_patch=128, start_batch_size=8, start_lr=2e-4, regimes=["full"],
-             precision=dict(full="no", lightweight="fp16", ours="bf16"), max_steps=1500, lr=2e-4, warmup_epochs=0.5,
-             patch=128, batch_size=8, repeats=8, chunk_steps=100, eval_reserve_s=25, load_threads=8, seed=0)
+             start_steps=100, start_patch=128, start_batch_size=8, start_repeats=40, start_lr=2e-4,
+             regimes=["full"], precision=dict(full="no", lightweight="fp16", ours="bf16"), max_steps=1500, lr=2e-4,
+             warmup_epochs=0.25, patch=128, batch_size=8, repeats=16, first_chunk_steps=50, chunk_steps=300,
+             eval_reserve_s=25, load_threads=8, seed=0)
 
 PARTS = {
     "promptir_infer": dict(budget_s=40, modules=("torch", "pandas"), settings=PROMPTIR_INFER,
@@ -77,8 +78,9 @@ PARTS = {
                                sample_steps=[1, 2])),
     "exp04": dict(budget_s=100, modules=("torch", "accelerate", "imageio_ffmpeg", "skimage", "pandas"), settings=EXP04,
                   tiny=dict(size=[128, 72], max_frames=10, model="tiny", start_size=[64, 64], start_steps=2,
-                            start_patch=32, start_batch_size=2, start_lr=1e-3, max_steps=4, lr=1e-3, patch=32,
-                            batch_size=2, repeats=1, chunk_steps=2, eval_reserve_s=5, load_threads=2,
+                            start_patch=32, start_batch_size=2, start_repeats=1, start_lr=1e-3, max_steps=4, lr=1e-3,
+                            patch=32, batch_size=2, repeats=1, first_chunk_steps=2, chunk_steps=2, eval_reserve_s=5,
+                            load_threads=2,
                             start_images=["astronaut", "chelsea"])),
     "promptir_compile": dict(budget_s=100, modules=("torch", "pandas"), settings=PROMPTIR_COMPILE,
                              tiny=dict(config="tiny", size="64x48", warmup=0, repeats=1, compile_backend="eager")),
@@ -434,20 +436,22 @@ def _exp04_start(s: dict, work: Path):
     cfg = TrainConfig(work / "start", max_steps=s["start_steps"], lr=s["start_lr"], warmup_epochs=0, resume="latest",
                       seed=s["seed"], progress=False)
     pairs = allinone_pairs(sample_images(s["start_images"]), size=s["start_size"], seed=s["seed"])
-    return starting_model(None, config, pairs, cfg, patch=s["start_patch"], batch_size=s["start_batch_size"])
+    return starting_model(None, config, pairs, cfg, patch=s["start_patch"], batch_size=s["start_batch_size"],
+                          repeats=s["start_repeats"])  # long epochs: a checkpoint is written at each epoch's end
 
 
-def _fit_until(model, data, cfg_kwargs: dict, batch_size: int, deadline: float, chunk: int) -> dict:
-    "Train in chunks of `chunk` steps (each resumes from the last checkpoint) until done or `deadline` would pass."
+def _fit_until(model, data, cfg_kwargs: dict, batch_size: int, deadline: float, first: int, most: int) -> dict:
+    "Train in chunks (each resumes from the last checkpoint): `first` steps, then as many as fit before `deadline`."
     from progressive_ir.train import TrainConfig, fit, l1_step
-    steps_done, last = None, None
+    chunk = first
     while True:
         t0 = time.time()
         res = fit(model, data, l1_step, TrainConfig(**cfg_kwargs, stop_after=chunk, resume="latest"),
                   batch_size=batch_size)
-        model, last = res["model"], time.time() - t0
-        if res["finished"] or res["steps"] == steps_done or time.time() + last > deadline: return res
-        steps_done = res["steps"]
+        model = res["model"]
+        steps_per_s = chunk / max(time.time() - t0, 1e-6)  # set-up and checkpoint included
+        chunk = min(most, int(0.8 * (deadline - time.time()) * steps_per_s))
+        if res["finished"] or chunk < 1: return res
 
 
 def _delta(rows: list) -> dict:
@@ -482,7 +486,8 @@ def part_exp04(s: dict, ctx) -> dict:
         model, notes = regime_model(start, regime)
         cfg = dict(out_dir=str(work / regime), max_steps=s["max_steps"], lr=s["lr"], warmup_epochs=s["warmup_epochs"],
                    mixed_precision=s["precision"][regime], seed=s["seed"], progress=False)
-        res = _fit_until(model, data, cfg, s["batch_size"], time.time() + share, s["chunk_steps"])
+        res = _fit_until(model, data, cfg, s["batch_size"], time.time() + share, s["first_chunk_steps"],
+                         s["chunk_steps"])
         rows = evaluate_pairs(res["model"].to(dev), val_dev)
         results[regime] = dict(_delta(rows), steps=res["steps"], finished=res["finished"], max_steps=s["max_steps"],
                                images_per_s=res["images_per_s"], train_time_s=res["train_time_s"],

@@ -23,8 +23,13 @@ def run_suite(tmp_path, *args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
-    return run_suite(tmp_path_factory.mktemp("dry"))
+def dry_run_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("dry")
+
+
+@pytest.fixture(scope="module")
+def dry_run(dry_run_dir):
+    return run_suite(dry_run_dir)
 
 
 def test_dry_run_writes_every_part(dry_run):
@@ -60,6 +65,17 @@ def test_dry_run_figures(dry_run):
     assert set(regimes) == {"none", "full"} and regimes["full"]["steps"] == 4 and regimes["full"]["finished"]
     assert regimes["full"]["delta_psnr"] == pytest.approx(regimes["full"]["psnr"] - regimes["full"]["psnr_compressed"])
     assert set(docs["metrics"]["figures"]["frames_per_s"]["cpu"]) == {"psnr", "ssim"}
+
+
+def test_exp04_resumes_in_the_same_work_dir(dry_run, dry_run_dir):
+    "A second run reuses the stand-in and continues the regime from its last checkpoint (here to 6 steps)."
+    p, docs = run_suite(dry_run_dir, "--parts", "exp04", "--set", "exp04.max_steps=6")
+    assert p.returncode == 0, p.stdout[-3000:]
+    figures = docs["exp04"]["figures"]
+    assert figures["starting_model"]["steps"] == 2  # not retrained: the one the first run saved
+    assert figures["regimes"]["full"]["steps"] == 6 and figures["regimes"]["full"]["finished"]
+    checkpoints = sorted((dry_run_dir / "work" / "exp04" / "full" / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["step_4", "step_6"]
 
 
 def test_failing_and_hanging_parts_are_recorded_and_the_others_run(tmp_path):
