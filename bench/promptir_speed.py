@@ -27,6 +27,7 @@ from progressive_ir.core import env_info, get_device, write_json
 from progressive_ir.promptir import PromptIR, PromptIRConfig, freeze_backbone, to_channels_last, param_table
 
 AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CONFIGS = {"paper": PromptIRConfig.paper, "lightweight": PromptIRConfig.lightweight, "tiny": PromptIRConfig.tiny}
 # Largest accepted ||y - y_fp32|| / ||y_fp32 - x|| (error relative to the network's residual, i.e. what it adds to the
 # input): bf16 keeps 8 mantissa bits, fp16 11; fp32 variants differ from strict fp32 by TF32 convolutions and
 # summation order only.
@@ -39,7 +40,14 @@ def parse_args(argv=None):
     p.add_argument("--small", action="store_true", help="CPU sizes: train batch 2 at 64x64, inference at 256x256")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd inference (channels_last)")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode (e.g. max-autotune-no-cudagraphs)")
-    p.add_argument("--configs", default="paper,lightweight", help="comma list of: paper, lightweight")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (inductor; 'eager' only traces with dynamo: a quick check of the path)")
+    p.add_argument("--compile-amp", default=None,
+                   help="comma list of the precisions to compile (default: every one of --amp)")
+    p.add_argument("--compiled-only", action="store_true",
+                   help="time only the torch.compile'd modes (the strict fp32 reference is still computed)")
+    p.add_argument("--configs", default="paper,lightweight",
+                   help="comma list of: paper, lightweight, tiny (tiny: a very small network, for dry runs)")
     p.add_argument("--amp", default=None, help="comma list of fp32,bf16,fp16 (default: fp32,bf16 on CPU; all on CUDA)")
     p.add_argument("--train-size", type=int, default=None, help="training patch side (default 128; --small 64)")
     p.add_argument("--train-batch", type=int, default=None, help="training batch (default 8; --small 2)")
@@ -58,6 +66,7 @@ def parse_args(argv=None):
     a.infer_size = tuple(int(v) for v in (a.infer_size or ("256x256" if small else "1280x720")).lower().split("x"))
     a.warmup = a.warmup if a.warmup is not None else (1 if small else 3)
     a.repeats = a.repeats or (3 if small else 10)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     return a
 
 
@@ -89,7 +98,7 @@ def timed(fn, dev, warmup, repeats):
 
 def build(name, dev, seed):
     torch.manual_seed(seed)
-    cfg = {"paper": PromptIRConfig.paper, "lightweight": PromptIRConfig.lightweight}[name]()
+    cfg = CONFIGS[name]()
     return PromptIR(cfg).to(dev)
 
 
@@ -149,7 +158,10 @@ def bench_infer(name, modes, a, dev):
         try:
             model = to_channels_last(copy.deepcopy(base_model)) if cl else base_model
             xin = x.contiguous(memory_format=torch.channels_last) if cl else x
-            fn = torch.compile(model, mode=a.compile_mode) if comp else model
+            fn = model
+            if comp:
+                opts = dict(mode=a.compile_mode) if a.compile_backend == "inductor" else {}
+                fn = torch.compile(model, backend=a.compile_backend, **opts)
 
             def run():
                 with torch.inference_mode(), autocast(dev, amp): return fn(xin)
@@ -204,10 +216,17 @@ def main(argv=None):
     for amp in amps:
         if amp not in AMP: raise SystemExit(f"--amp: expected fp32, bf16 or fp16, got {amp!r}")
     configs = a.configs.split(",")
-    modes = [(amp, cl, False) for amp in amps for cl in (False, True)] + [(amp, True, True) for amp in amps if a.compile]
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad: raise SystemExit(f"--configs: expected some of {sorted(CONFIGS)}, got {bad}")
+    compile_amps = a.compile_amp.split(",") if a.compile_amp else amps
+    if not set(compile_amps) <= set(amps): raise SystemExit(f"--compile-amp: {compile_amps} must be among --amp {amps}")
+    if a.compiled_only and not a.compile: raise SystemExit("--compiled-only: needs --compile")
+    plain = [] if a.compiled_only else [(amp, cl, False) for amp in amps for cl in (False, True)]
+    modes = plain + [(amp, True, True) for amp in compile_amps if a.compile]
     print(f"device {dev}; configs {configs}; amp {amps}; train {a.train_batch}x{a.train_size}^2; infer {a.infer_size}", flush=True)
-    params = {c: {k: float(v) for k, v in param_table(build(c, torch.device("cpu"), 0)).loc[
-        ["Table 1: full model", "Table 1: PromptIR modules"], "M (2^20)"].items()} for c in configs}
+    rows = ["Table 1: full model", "Table 1: PromptIR modules"]
+    params = {c: {k: float(v) for k, v in param_table(build(c, torch.device("cpu"), 0)).loc[rows, "M (2^20)"].items()}
+              for c in configs}
     t0 = time.time(); train, infer = [], []
     if not a.skip_train:
         for name in configs:
@@ -223,10 +242,12 @@ def main(argv=None):
     ok = [r for r in infer if "ms" in r]
     goal = next((r for r in ok if r["config"] == "paper" and r["amp"] == "bf16" and r["channels_last"] and r["compile"]), None)
     result = dict(
-        benchmark="promptir_speed", command=" ".join([Path(sys.executable).name, *sys.argv]), env=env_info(),
+        benchmark="promptir_speed", command=" ".join(["python", "bench/promptir_speed.py", *a.argv]), env=env_info(),
         settings=dict(device=str(dev), small=a.small, configs=configs, amp=amps, train_size=a.train_size, train_batch=a.train_batch,
                       infer_size=dict(width=a.infer_size[0], height=a.infer_size[1]), warmup=a.warmup, repeats=a.repeats,
-                      compile=a.compile, threads=torch.get_num_threads(), compile_mode=a.compile_mode if a.compile else None, seed=a.seed,
+                      compile=a.compile, compile_amp=compile_amps if a.compile else None, compiled_only=a.compiled_only,
+                      threads=torch.get_num_threads(), compile_mode=a.compile_mode if a.compile else None,
+                      compile_backend=a.compile_backend if a.compile else None, seed=a.seed,
                       cudnn_benchmark=dev.type == "cuda", tf32_default=dict(matmul=torch.backends.cuda.matmul.allow_tf32, cudnn=torch.backends.cudnn.allow_tf32),
                       weights="random (speed and memory do not depend on the values)",
                       train_regimes=dict(paper="all parameters trainable", lightweight="backbone frozen (freeze_backbone)"),

@@ -28,6 +28,8 @@ caching, libraries). `computed_bytes` is also reported on a GPU.
 Usage (one command runs everything and writes bench/results/promptir_train_memory_<device>.json):
     python bench/promptir_train_memory.py                 # GPU if there is one
     python bench/promptir_train_memory.py --device cpu --small
+    python bench/promptir_train_memory.py --device cpu --tiny --out /tmp/x.json   # dry run: tiny networks, not a result
+The JSON is rewritten after every case, so a run stopped part-way keeps the cases already measured.
 """
 from __future__ import annotations
 import argparse, json, os, re, resource, subprocess, sys, time
@@ -45,10 +47,20 @@ OURS = "ours_ckpt_frozen_bf16"  # the recipe the goals are checked on (the other
 GOALS = dict(paper_reduction=2.66, ours_reduction=5.0, ours_patch_gib=5.1, ours_speedup=2.0, frame_gib=24.0)
 
 
-def run_case(recipe: str, shape: tuple, device: str, warmup: int, steps: int, cpu_fp16_as: str = "bf16") -> dict:
+def network_config(name: str, tiny: bool = False):
+    "The PromptIR configuration of a recipe: 'paper' or 'lightweight'; with `tiny`, the same two built on the tiny network."
+    from progressive_ir.promptir import PromptIRConfig
+    from progressive_ir.train import lightweight_config_of
+    if not tiny:
+        return PromptIRConfig.paper() if name == "paper" else PromptIRConfig.lightweight()
+    return PromptIRConfig.tiny() if name == "paper" else lightweight_config_of(PromptIRConfig.tiny())
+
+
+def run_case(recipe: str, shape: tuple, device: str, warmup: int, steps: int, cpu_fp16_as: str = "bf16",
+             tiny: bool = False) -> dict:
     "One measurement, in this process: build, warm up, time `steps` steps; memory figures (see the module docstring)."
     import psutil, torch, torch.nn.functional as F
-    from progressive_ir.promptir import PromptIR, PromptIRConfig, freeze_backbone
+    from progressive_ir.promptir import PromptIR, freeze_backbone
     from progressive_ir.train import freeze_unused, checkpoint_blocks, training_memory, count_parameters
     r, (b, h, w) = RECIPES[recipe], shape
     dev = torch.device(device)
@@ -56,7 +68,7 @@ def run_case(recipe: str, shape: tuple, device: str, warmup: int, steps: int, cp
         torch.cuda.init(); torch.backends.cudnn.benchmark = True; torch.cuda.reset_peak_memory_stats(dev)
     rss0 = psutil.Process().memory_info().rss
     torch.manual_seed(0)
-    cfg = PromptIRConfig.paper() if r["config"] == "paper" else PromptIRConfig.lightweight()
+    cfg = network_config(r["config"], tiny)
     model = PromptIR(cfg).to(dev).train()
     freeze_backbone(model) if r["freeze"] else freeze_unused(model)
     ckpt = checkpoint_blocks(model, frozen_only=r["checkpoint"] == "frozen") if r["checkpoint"] else []
@@ -138,6 +150,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (GPU if there is one), cuda, cuda:N or cpu")
     ap.add_argument("--small", action="store_true", help="small sizes for a CPU: 64x64 patches batch 2, 160x96 frames batch 1")
+    ap.add_argument("--tiny", action="store_true",
+                    help="dry run: the tiny network (paper and lightweight variants), 32x32 patches batch 2, 80x48 frames; "
+                         "checks the script, not a result")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per case (default 3 on GPU, 0 with --small)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case (default 10 on GPU, 1 with --small)")
     ap.add_argument("--recipes", default=None, help="comma-separated subset of " + ",".join(RECIPES) +
@@ -145,58 +160,82 @@ def main(argv=None):
     ap.add_argument("--cpu-fp16-as", default="bf16", choices=["bf16", "fp16"],
                     help="on a CPU, run fp16 recipes in this precision (default bf16: the same 2-byte activations; "
                          "CPU fp16 kernels are emulated, often 10x slower)")
+    ap.add_argument("--frame-recipes", default=None,
+                    help="comma-separated recipes also measured on whole frames (default: the same as --recipes)")
     ap.add_argument("--out", default=None, help="output JSON (default bench/results/promptir_train_memory_<device>.json)")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print its JSON
     a = ap.parse_args(argv)
     if a.case:
         c = json.loads(a.case)
-        print("RESULT " + json.dumps(run_case(c["recipe"], tuple(c["shape"]), c["device"], c["warmup"], c["steps"], c["cpu_fp16_as"])))
+        res = run_case(c["recipe"], tuple(c["shape"]), c["device"], c["warmup"], c["steps"], c["cpu_fp16_as"], c["tiny"])
+        print("RESULT " + json.dumps(res))
         return
     import torch
-    from progressive_ir.core import env_info, write_json
+    from progressive_ir.core import write_json
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device.startswith("cuda") and not torch.cuda.is_available(): sys.exit("--device: CUDA asked for, but not available here")
-    patch_shape, frame_shape = ((2, 64, 64), (1, 96, 160)) if a.small else ((8, 128, 128), (1, 720, 1280))
-    warmup = a.warmup if a.warmup is not None else (0 if a.small else 3)
-    steps = a.steps if a.steps is not None else (1 if a.small else 10)
-    recipes = [r for r in a.recipes.split(",") if r] if a.recipes else [r for r in RECIPES if device != "cpu" or r != "ours_ckpt_frozen_fp16"]
-    bad = [r for r in recipes if r not in RECIPES]
-    if bad: sys.exit(f"--recipes: unknown {bad}; expected some of {list(RECIPES)}")
-    cases = [(r, patch_shape) for r in recipes] + [(r, frame_shape) for r in recipes]
+    small = a.small or a.tiny
+    patch_shape, frame_shape = {"tiny": ((2, 32, 32), (1, 48, 80)), "small": ((2, 64, 64), (1, 96, 160)),
+                                "full": ((8, 128, 128), (1, 720, 1280))}["tiny" if a.tiny else "small" if a.small else "full"]
+    warmup = a.warmup if a.warmup is not None else (0 if small else 3)
+    steps = a.steps if a.steps is not None else (1 if small else 10)
+    default = [r for r in RECIPES if device != "cpu" or r != "ours_ckpt_frozen_fp16"]
+    recipes = [r for r in a.recipes.split(",") if r] if a.recipes else default
+    frame_recipes = [r for r in a.frame_recipes.split(",") if r] if a.frame_recipes is not None else recipes
+    bad = [r for r in recipes + frame_recipes if r not in RECIPES]
+    if bad: sys.exit(f"--recipes/--frame-recipes: unknown {bad}; expected some of {list(RECIPES)}")
+    cases = [(r, patch_shape) for r in recipes] + [(r, frame_shape) for r in frame_recipes]
+    tag = device_tag(device)
+    out = Path(a.out) if a.out else ROOT / "bench" / "results" / f"promptir_train_memory_{tag}.json"
+    argv_given = argv if argv is not None else sys.argv[1:]
     results = []
     for recipe, shape in cases:
-        case = json.dumps(dict(recipe=recipe, shape=shape, device=device, warmup=warmup, steps=steps, cpu_fp16_as=a.cpu_fp16_as))
+        case = json.dumps(dict(recipe=recipe, shape=shape, device=device, warmup=warmup, steps=steps,
+                               cpu_fp16_as=a.cpu_fp16_as, tiny=a.tiny))
         t0 = time.time()
         p = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True, cwd=ROOT)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-        r = json.loads(line[-1][7:]) if line else dict(recipe=recipe, **RECIPES[recipe], batch=shape[0], height=shape[1], width=shape[2],
-                                                       status="failed", error=(p.stderr.strip().splitlines() or ["?"])[-1])
+        if line: r = json.loads(line[-1][7:])
+        else:
+            error = (p.stderr.strip().splitlines() or ["?"])[-1]
+            r = dict(recipe=recipe, **RECIPES[recipe], batch=shape[0], height=shape[1], width=shape[2], status="failed",
+                     error=error)
         r["wall_s"] = round(time.time() - t0, 1)
         results.append(r)
         mem = r.get("peak_bytes", r.get("computed_bytes"))
-        print(f"{recipe:24s} {shape}  {r['status']:14s} mem {gib(mem)} GiB  {r.get('images_per_s', float('nan')):.2f} img/s  ({r['wall_s']} s)", flush=True)
-    tag = device_tag(device)
-    out = Path(a.out) if a.out else ROOT / "bench" / "results" / f"promptir_train_memory_{tag}.json"
-    doc = dict(name="promptir_train_memory", command="python bench/promptir_train_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               device=tag, env=env_info(),
-               settings=dict(patch=dict(batch=patch_shape[0], height=patch_shape[1], width=patch_shape[2]),
-                             frame=dict(batch=frame_shape[0], height=frame_shape[1], width=frame_shape[2]),
-                             warmup_steps=warmup, timed_steps=steps, optimizer="AdamW lr 2e-4 wd 1e-4", loss="L1 (fp32)",
-                             cpu_fp16_as=a.cpu_fp16_as if device == "cpu" else None,
-                             data="synthetic batch on the device; random weights", recipes=RECIPES, ours=OURS, goals=GOALS,
-                             tf32=dict(cudnn=torch.backends.cudnn.allow_tf32, matmul=torch.backends.cuda.matmul.allow_tf32)),
-               memory_note=("GPU: peak torch.cuda.max_memory_allocated per case in a fresh process; computed_bytes = params + grads + "
-                            "AdamW state + activations saved for backward (saved_tensors_hooks), a lower bound" if device != "cpu" else
-                            "CPU: computed_bytes = params + grads + AdamW state + activations saved for backward (measured with "
-                            "saved_tensors_hooks; a lower bound of the peak); rss_delta_bytes = peak RSS (ru_maxrss) minus RSS before "
-                            "the model was built, in a fresh process per case. CPU throughput is not indicative of GPU throughput. "
-                            f"fp16 recipes ran in {a.cpu_fp16_as} on the CPU (precision_run): same 2-byte activations, but CPU fp16 "
-                            "kernels are emulated and far slower."),
-               results=results, summary=summarize(results, device, patch_shape, frame_shape))
-    write_json(doc, out)
+        print(f"{recipe:24s} {shape}  {r['status']:14s} mem {gib(mem)} GiB  "
+              f"{r.get('images_per_s', float('nan')):.2f} img/s  ({r['wall_s']} s)", flush=True)
+        settings = dict(patch=dict(batch=patch_shape[0], height=patch_shape[1], width=patch_shape[2]),
+                        frame=dict(batch=frame_shape[0], height=frame_shape[1], width=frame_shape[2]),
+                        tiny=a.tiny, warmup_steps=warmup, timed_steps=steps, recipes_run=recipes,
+                        frame_recipes_run=frame_recipes, cpu_fp16_as=a.cpu_fp16_as if device == "cpu" else None)
+        doc = document(results, device, tag, settings, "python bench/promptir_train_memory.py " + " ".join(argv_given),
+                       complete=len(results) == len(cases))
+        write_json(doc, out)  # after every case: a run stopped part-way keeps what it measured
     print(f"wrote {out}")
     print(json.dumps(doc["summary"], indent=1))
 
+
+def document(results: list, device: str, tag: str, settings: dict, command: str, complete: bool) -> dict:
+    "The JSON document of a run: environment, settings, every case measured so far, and the summary."
+    import torch
+    from progressive_ir.core import env_info
+    patch_shape = tuple(settings["patch"][k] for k in ("batch", "height", "width"))
+    frame_shape = tuple(settings["frame"][k] for k in ("batch", "height", "width"))
+    gpu_note = ("GPU: peak torch.cuda.max_memory_allocated per case in a fresh process; computed_bytes = params + "
+                "grads + AdamW state + activations saved for backward (saved_tensors_hooks), a lower bound")
+    cpu_note = ("CPU: computed_bytes = params + grads + AdamW state + activations saved for backward (measured with "
+                "saved_tensors_hooks; a lower bound of the peak); rss_delta_bytes = peak RSS (ru_maxrss) minus RSS "
+                "before the model was built, in a fresh process per case. CPU throughput is not indicative of GPU "
+                f"throughput. fp16 recipes ran in {settings['cpu_fp16_as']} on the CPU (precision_run): same 2-byte "
+                "activations, but CPU fp16 kernels are emulated and far slower.")
+    tf32 = dict(cudnn=torch.backends.cudnn.allow_tf32, matmul=torch.backends.cuda.matmul.allow_tf32)
+    return dict(name="promptir_train_memory", command=command, device=tag, env=env_info(), complete=complete,
+                settings=dict(settings, optimizer="AdamW lr 2e-4 wd 1e-4", loss="L1 (fp32)",
+                              data="synthetic batch on the device; random weights", recipes=RECIPES, ours=OURS,
+                              goals=GOALS, tf32=tf32),
+                memory_note=gpu_note if device != "cpu" else cpu_note,
+                results=results, summary=summarize(results, device, patch_shape, frame_shape))
 
 if __name__ == "__main__":
     main()

@@ -22,96 +22,120 @@ __all__ = ['FFMPEG_FILTERS', 'BASELINES', 'bicubic_reupsample', 'unsharp', 'wien
 
 # %% ../nbs/07_baselines.ipynb #c006
 def _check_input(x, name="degraded"):
-    if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim < 3 or x.shape[-3] != 3: raise ValueError(f"{name}: expected shape [3,H,W] or [T,3,H,W], got {list(x.shape)}")
+    "Raise a clear error unless `x` is a float tensor `[3,H,W]`/`[T,3,H,W]` with finite values in [0,1]."
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 3 or x.shape[-3] != 3:
+        raise ValueError(f"{name}: expected shape [3,H,W] or [T,3,H,W], got {list(x.shape)}")
     if not x.is_floating_point() or not torch.isfinite(x).all():
         raise ValueError(f"{name}: expected finite float values in [0,1]")
     lo, hi = x.min().item(), x.max().item()
     if lo < 0 or hi > 1: raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
 
+# %% ../nbs/07_baselines.ipynb #c008
 def _per_image(x, fn):
-    "Apply `fn` (float64 array `[3,H,W]` -> array `[3,H,W]`) to each image of `x`; float32 in [0,1] like `x`."
+    "Apply `fn` (float64 `[3,H,W]` -> `[3,H,W]`) to each image of `x`; float32 in [0,1], on `x`'s device."
     imgs = x.detach().reshape(-1, *x.shape[-3:]).cpu().double().numpy()
     out = np.stack([np.asarray(fn(a), dtype=np.float64) for a in imgs])
     return torch.from_numpy(np.clip(out, 0, 1)).float().reshape(x.shape).to(x.device)
 
-# %% ../nbs/07_baselines.ipynb #c008
+# %% ../nbs/07_baselines.ipynb #c011
 def _needs(known, names, method):
+    "Raise a ValueError naming the parameters of `names` that `known` lacks for `method`."
     missing = [n for n in names if known.get(n) is None]
-    if missing: raise ValueError(f"{method}: needs the known degradation parameter(s) {missing} (pass {', '.join(f'{n}=...' for n in missing)})")
+    if missing:
+        wanted = ", ".join(f"{n}=..." for n in missing)
+        raise ValueError(f"{method}: needs the known degradation parameter(s) {missing} (pass {wanted})")
 
-def _scale(known, method):
+def _scale(known, method) -> float:
+    "The known downscaling factor in (0, 1]."
     _needs(known, ["scale"], method)
     s = float(np.ravel(known["scale"])[0])
     if not 0 < s <= 1: raise ValueError(f"scale: expected a downscaling factor in (0, 1], got {s}")
     return s
 
+# %% ../nbs/07_baselines.ipynb #c013
 def bicubic_reupsample(x, scale) -> torch.Tensor:
-    "Downscale `x` to the known low resolution `scale` (antialiased) and upscale it back with bicubic interpolation."
+    "Downscale `x` to the known low resolution `scale` (antialiased) and back up, bicubic."
     H, W = x.shape[-2:]
     lr_size = (max(1, round(H * scale)), max(1, round(W * scale)))
     f = x.reshape(-1, *x.shape[-3:]).float()
     lr = F.interpolate(f, size=lr_size, mode="bicubic", antialias=True, align_corners=False)
-    return F.interpolate(lr, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 1).reshape(x.shape)
+    up = F.interpolate(lr, size=(H, W), mode="bicubic", align_corners=False)
+    return up.clamp(0, 1).reshape(x.shape)
 
+# %% ../nbs/07_baselines.ipynb #c015
 def unsharp(x, radius=2.0, amount=1.0) -> torch.Tensor:
     "Unsharp masking (scikit-image) with Gaussian `radius` and `amount`, per colour channel."
     from skimage.filters import unsharp_mask
     return _per_image(x, lambda a: unsharp_mask(a, radius=radius, amount=amount, channel_axis=0))
 
-# %% ../nbs/07_baselines.ipynb #c011
-def _kernel(known, method):
+# %% ../nbs/07_baselines.ipynb #c018
+def _kernel(known, method) -> np.ndarray:
+    "The known blur kernel (float64, sums to 1): `kernel`, or the motion blur of `length` and `angle`."
     if known.get("kernel") is not None:
         k = torch.as_tensor(known["kernel"], dtype=torch.float64)
-        if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0 or (k < 0).any() or not torch.isfinite(k).all():
-            raise ValueError(f"kernel: expected a non-negative 2-D kernel of odd size, got shape {list(k.shape)}")
+        odd = k.ndim == 2 and k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
+        if not odd or (k < 0).any() or not torch.isfinite(k).all():
+            shape = list(k.shape)
+            raise ValueError(f"kernel: expected a non-negative 2-D kernel of odd size, got shape {shape}")
         return (k / k.sum()).numpy()
     _needs(known, ["length"], method + " (or kernel=...)")
-    return motion_blur_kernel(float(np.ravel(known["length"])[0]), float(np.ravel(known.get("angle", 0.0))[0])).double().numpy()
+    length = float(np.ravel(known["length"])[0])
+    angle = float(np.ravel(known.get("angle", 0.0))[0])
+    return motion_blur_kernel(length, angle).double().numpy()
 
+# %% ../nbs/07_baselines.ipynb #c021
 def _deconvolve(x, kernel, fn, per_channel=True):
-    "Pad each image's borders by replication, deconvolve with `fn` (per channel, or all channels at once), crop back."
+    "Pad each image by edge replication, deconvolve with `fn` (per channel or all at once), crop back."
     from scipy.fft import next_fast_len
     H, W = x.shape[-2:]
-    extra = [next_fast_len(n + 4 * max(kernel.shape), real=True) - n for n in (H, W)]  # >= 2 kernels a side, FFT-friendly
-    (t, l) = (e // 2 for e in extra)
+    extra = [next_fast_len(n + 4 * max(kernel.shape), real=True) - n for n in (H, W)]  # >= 2 kernels a side
+    t, l = extra[0] // 2, extra[1] // 2
     padded = lambda a: np.pad(a, ((0, 0), (t, extra[0] - t), (l, extra[1] - l)), mode="edge")
     crop = lambda a: a[:, t:t + H, l:l + W]
     if per_channel: return _per_image(x, lambda a: crop(np.stack([fn(c) for c in padded(a)])))
     return _per_image(x, lambda a: crop(fn(padded(a))))
 
+# %% ../nbs/07_baselines.ipynb #c023
 def wiener(x, kernel, balance=0.03) -> torch.Tensor:
-    "Wiener deconvolution (scikit-image) with the known `kernel` and noise-to-signal `balance`, per channel."
+    "Wiener deconvolution (scikit-image) with the known `kernel` and noise-to-signal `balance`."
     from skimage.restoration import wiener as sk_wiener
     return _deconvolve(x, kernel, lambda c: sk_wiener(c, kernel, balance, clip=False))
 
+# %% ../nbs/07_baselines.ipynb #c025
 def unsupervised_wiener(x, kernel, seed=0) -> torch.Tensor:
     "Unsupervised Wiener deconvolution (scikit-image; noise and prior estimated by Gibbs sampling, seeded)."
     from skimage.restoration import unsupervised_wiener as sk_uwiener
     return _deconvolve(x, kernel, lambda c: sk_uwiener(c, kernel, clip=False, rng=seed)[0])
 
+# %% ../nbs/07_baselines.ipynb #c028
 def _convolve_same(x, kernel_ft, shape, fft_size):
-    "Linear convolution of `[...,H,W]` with an odd kernel via zero-padded FFTs of `fft_size`, cropped to the input ('same')."
-    H, W = x.shape[-2:]; kh, kw = shape
+    "Linear convolution of `[...,H,W]` with an odd kernel by zero-padded FFTs, cropped ('same')."
+    H, W = x.shape[-2:]
+    kh, kw = shape
     full = torch.fft.irfft2(torch.fft.rfft2(x, s=fft_size) * kernel_ft, s=fft_size)
     return full[..., kh // 2:kh // 2 + H, kw // 2:kw // 2 + W]
 
 def _richardson_lucy(c, kernel, num_iter):
-    "scikit-image's Richardson-Lucy iteration (start 0.5, eps 1e-12, 'same' convolutions) on `[...,H,W]`, FFT convolutions."
+    "scikit-image's Richardson-Lucy iteration (start 0.5, eps 1e-12) on `[...,H,W]`, with FFT convolutions."
     from scipy.fft import next_fast_len
-    img = torch.from_numpy(c); psf = torch.from_numpy(np.ascontiguousarray(kernel))
-    size = tuple(next_fast_len(n + k - 1, real=True) for n, k in zip(img.shape[-2:], psf.shape))  # >= the linear size
+    img = torch.from_numpy(c)
+    psf = torch.from_numpy(np.ascontiguousarray(kernel))
+    size = tuple(next_fast_len(n + k - 1, real=True) for n, k in zip(img.shape[-2:], psf.shape))
     k_ft, k_mirror_ft = torch.fft.rfft2(psf, s=size), torch.fft.rfft2(psf.flip(0, 1), s=size)
     est = torch.full_like(img, 0.5)
     for _ in range(num_iter):
-        est *= _convolve_same(img / (_convolve_same(est, k_ft, psf.shape, size) + 1e-12), k_mirror_ft, psf.shape, size)
+        ratio = img / (_convolve_same(est, k_ft, psf.shape, size) + 1e-12)
+        est *= _convolve_same(ratio, k_mirror_ft, psf.shape, size)
     return est.numpy()
 
+# %% ../nbs/07_baselines.ipynb #c030
 def richardson_lucy(x, kernel, num_iter=30) -> torch.Tensor:
-    "Richardson-Lucy deconvolution with the known `kernel`, `num_iter` iterations (scikit-image's update, FFT convolutions)."
+    "Richardson-Lucy deconvolution with the known `kernel`, `num_iter` iterations."
     return _deconvolve(x, kernel, lambda a: _richardson_lucy(a, kernel, num_iter), per_channel=False)
 
-# %% ../nbs/07_baselines.ipynb #c014
+# %% ../nbs/07_baselines.ipynb #c033
 def auto_gamma(x, target=0.45) -> torch.Tensor:
     "Global gamma correction bringing the mean luminance (BT.601 weights) of each image to `target`."
     def fn(a):
@@ -119,21 +143,26 @@ def auto_gamma(x, target=0.45) -> torch.Tensor:
         return a ** (math.log(target) / math.log(mean))
     return _per_image(x, fn)
 
+# %% ../nbs/07_baselines.ipynb #c035
 def clahe(x, clip_limit=0.01) -> torch.Tensor:
-    "Contrast-limited adaptive histogram equalisation (scikit-image `equalize_adapthist`, on the HSV value channel)."
+    "Contrast-limited adaptive histogram equalisation (scikit-image `equalize_adapthist`, on HSV value)."
     from skimage.exposure import equalize_adapthist
-    return _per_image(x, lambda a: equalize_adapthist(a.transpose(1, 2, 0), clip_limit=clip_limit).transpose(2, 0, 1))
+    hwc = lambda a: a.transpose(1, 2, 0)
+    return _per_image(x, lambda a: equalize_adapthist(hwc(a), clip_limit=clip_limit).transpose(2, 0, 1))
 
+# %% ../nbs/07_baselines.ipynb #c037
 def _smooth(img, sigma):
-    "Gaussian blur of a 2-D array; large sigmas on a downscaled copy (factor sigma/8), upscaled back bilinearly."
+    "Gaussian blur of a 2-D array; large sigmas on a copy downscaled by sigma/8, upscaled back bilinearly."
     from scipy.ndimage import gaussian_filter
     f = max(1.0, sigma / 8)
     if f == 1.0: return gaussian_filter(img, sigma, mode="nearest")
     t = torch.from_numpy(img)[None, None]
-    small = F.interpolate(t, scale_factor=1 / f, mode="area" if f >= 2 else "bilinear", recompute_scale_factor=False)
+    mode = "area" if f >= 2 else "bilinear"
+    small = F.interpolate(t, scale_factor=1 / f, mode=mode, recompute_scale_factor=False)
     blurred = torch.from_numpy(gaussian_filter(small[0, 0].numpy(), sigma / f, mode="nearest"))[None, None]
     return F.interpolate(blurred, size=img.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
+# %% ../nbs/07_baselines.ipynb #c039
 def retinex(x, sigmas=(15, 80, 250), clip=0.01) -> torch.Tensor:
     "Multi-scale Retinex with chromaticity preservation (MSRCP) on the intensity, colours scaled alike."
     def fn(a):
@@ -146,31 +175,39 @@ def retinex(x, sigmas=(15, 80, 250), clip=0.01) -> torch.Tensor:
         return a * gain[None]
     return _per_image(x, fn)
 
-# %% ../nbs/07_baselines.ipynb #c017
-FFMPEG_FILTERS = {"hqdn3d": "hqdn3d", "nlmeans": "nlmeans", "deblock": "deblock=filter=strong:block=8", "spp": "spp=quality=4:qp=20"}
+# %% ../nbs/07_baselines.ipynb #c042
+FFMPEG_FILTERS = {"hqdn3d": "hqdn3d", "nlmeans": "nlmeans", "deblock": "deblock=filter=strong:block=8",
+                  "spp": "spp=quality=4:qp=20"}
 
 @lru_cache(maxsize=None)
 def ffmpeg_filters() -> frozenset:
     "Names of the video filters of the bundled ffmpeg build."
     out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-filters"], capture_output=True, text=True).stdout
-    return frozenset(line.split()[1] for line in out.splitlines() if len(line.split()) > 2 and "->" in line.split()[2])
+    rows = [line.split() for line in out.splitlines()]
+    return frozenset(r[1] for r in rows if len(r) > 2 and "->" in r[2])
 
+# %% ../nbs/07_baselines.ipynb #c045
 def ffmpeg_filter(x, vf) -> torch.Tensor:
-    "Run frames `[3,H,W]` or `[T,3,H,W]` through the ffmpeg video filter chain `vf` (8-bit, planar RGB), as one clip."
+    "Run frames `[3,H,W]` or `[T,3,H,W]` through the ffmpeg filter chain `vf` (8-bit planar RGB) as a clip."
     name = vf.split("=")[0].split(",")[0]
-    if name not in ffmpeg_filters(): raise ValueError(f"vf: this ffmpeg build has no {name!r} filter ({ffmpeg_exe()})")
+    if name not in ffmpeg_filters():
+        raise ValueError(f"vf: this ffmpeg build has no {name!r} filter ({ffmpeg_exe()})")
     f = x.detach().reshape(-1, *x.shape[-3:]).cpu()
     n, _, H, W = f.shape
-    raw = to_uint8_hwc(f).tobytes()
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
-           "-i", "-", "-vf", f"format=gbrp,{vf},format=rgb24", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    r = subprocess.run(cmd, input=raw, capture_output=True)
-    if r.returncode != 0: raise RuntimeError(f"ffmpeg filter {vf!r} failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *raw, "-s", f"{W}x{H}", "-i", "-",
+           "-vf", f"format=gbrp,{vf},format=rgb24", *raw, "-"]
+    r = subprocess.run(cmd, input=to_uint8_hwc(f).tobytes(), capture_output=True)
+    if r.returncode != 0:
+        detail = r.stderr.decode(errors="replace").strip()[-300:]
+        raise RuntimeError(f"ffmpeg filter {vf!r} failed: {detail}")
     out = np.frombuffer(r.stdout, dtype=np.uint8)
-    if out.size != n * H * W * 3: raise RuntimeError(f"ffmpeg filter {vf!r}: got {out.size // (H * W * 3)} frames back, expected {n}")
+    if out.size != n * H * W * 3:
+        got = out.size // (H * W * 3)
+        raise RuntimeError(f"ffmpeg filter {vf!r}: got {got} frames back, expected {n}")
     return from_uint8_hwc(out.reshape(n, H, W, 3)).reshape(x.shape).to(x.device)
 
-# %% ../nbs/07_baselines.ipynb #c020
+# %% ../nbs/07_baselines.ipynb #c048
 BASELINES = {
     "resolution": ["bicubic", "unsharp"],
     "blur": ["wiener", "richardson_lucy", "unsupervised_wiener"],
@@ -179,54 +216,67 @@ BASELINES = {
 }
 
 def _unsharp_known(x, known):
+    "Unsharp masking with a radius of 1/scale pixels when the scale is known, else 2."
     s = known.get("scale")
     return unsharp(x, radius=2.0 if s is None else max(1.0, 1 / float(np.ravel(s)[0])))
+
+def _crf_filter(vf):
+    "The call of a CRF method: the ffmpeg chain `vf`, or the caller's own `vf=`."
+    return lambda x, k: ffmpeg_filter(x, k.get("vf", vf))
 
 _METHODS = {
     "bicubic": lambda x, k: bicubic_reupsample(x, _scale(k, "resolution/bicubic")),
     "unsharp": _unsharp_known,
     "wiener": lambda x, k: wiener(x, _kernel(k, "blur/wiener"), balance=k.get("balance", 0.03)),
-    "richardson_lucy": lambda x, k: richardson_lucy(x, _kernel(k, "blur/richardson_lucy"), num_iter=k.get("num_iter", 30)),
-    "unsupervised_wiener": lambda x, k: unsupervised_wiener(x, _kernel(k, "blur/unsupervised_wiener"), seed=k.get("seed", 0)),
+    "richardson_lucy": lambda x, k: richardson_lucy(x, _kernel(k, "blur/richardson_lucy"),
+                                                    num_iter=k.get("num_iter", 30)),
+    "unsupervised_wiener": lambda x, k: unsupervised_wiener(x, _kernel(k, "blur/unsupervised_wiener"),
+                                                            seed=k.get("seed", 0)),
     "gamma": lambda x, k: auto_gamma(x, k.get("target", 0.45)),
     "clahe": lambda x, k: clahe(x),
     "retinex": lambda x, k: retinex(x),
-    **{n: (lambda vf: lambda x, k: ffmpeg_filter(x, k.get("vf", vf)))(vf) for n, vf in FFMPEG_FILTERS.items()},
+    **{n: _crf_filter(vf) for n, vf in FFMPEG_FILTERS.items()},
 }
 
+# %% ../nbs/07_baselines.ipynb #c050
 def restore(degraded, task, method=None, **known) -> torch.Tensor:
-    "Restore `degraded` (`[3,H,W]`/`[T,3,H,W]` in [0,1]) of `task` with classical `method` (default: first of BASELINES[task])."
+    "Restore `degraded` (`[3,H,W]`/`[T,3,H,W]` in [0,1]) of `task` with `method` (default: the first)."
     if task not in BASELINES: raise ValueError(f"task: expected one of {sorted(BASELINES)}, got {task!r}")
     method = method or BASELINES[task][0]
-    if method not in BASELINES[task]: raise ValueError(f"method: {task!r} has the baselines {BASELINES[task]}, got {method!r}")
+    if method not in BASELINES[task]:
+        raise ValueError(f"method: {task!r} has the baselines {BASELINES[task]}, got {method!r}")
     _check_input(degraded)
     return _METHODS[method](degraded, known)
 
-# %% ../nbs/07_baselines.ipynb #c025
+# %% ../nbs/07_baselines.ipynb #c055
 def evaluate_baselines(degraded, clean, task, methods=None, lpips=True, net="alex", **known):
     "Score `degraded` and each baseline's restoration of it against `clean`: (rows, {method: image})."
     methods = BASELINES[task] if methods is None else list(methods)
-    images, rows = {"input": degraded}, []
-    rows.append(dict(method="input", seconds=0.0, **image_metrics(degraded, clean, lpips=lpips, net=net)))
+    images = {"input": degraded}
+    rows = [dict(method="input", seconds=0.0, **image_metrics(degraded, clean, lpips=lpips, net=net))]
     for m in methods:
-        t0 = time.perf_counter(); out = restore(degraded, task, m, **known); dt = time.perf_counter() - t0
-        images[m] = out
-        rows.append(dict(method=m, seconds=dt, **image_metrics(out, clean, lpips=lpips, net=net)))
+        t0 = time.perf_counter()
+        images[m] = restore(degraded, task, m, **known)
+        seconds = time.perf_counter() - t0
+        scores = image_metrics(images[m], clean, lpips=lpips, net=net)
+        rows.append(dict(method=m, seconds=seconds, **scores))
     return rows, images
 
-# %% ../nbs/07_baselines.ipynb #c028
+# %% ../nbs/07_baselines.ipynb #c058
 def summarize_baselines(rows, by=("task", "strength", "method")):
-    "Mean/std of PSNR, SSIM, LPIPS and mean seconds per group of `rows`, with n and the PSNR gain over 'input'."
+    "Mean/std of PSNR, SSIM, LPIPS and mean seconds per group of `rows`, n, and the PSNR gain over 'input'."
     import pandas as pd
     df = pd.DataFrame(rows)
     by = [k for k in by if k in df.columns]
     if "method" not in by: raise ValueError("rows: expected a 'method' field in every row")
-    g = df.groupby(by, sort=False)
-    out = g.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
-                lpips=("lpips", "mean"), seconds=("seconds", "mean"), n=("psnr", "size")).reset_index()
+    out = df.groupby(by, sort=False).agg(
+        psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
+        lpips=("lpips", "mean"), seconds=("seconds", "mean"), n=("psnr", "size")).reset_index()
     keys = [k for k in by if k != "method"]
     inputs = out.loc[out["method"] == "input", keys + ["psnr"]].rename(columns={"psnr": "input_psnr"})
-    if keys: out = out.merge(inputs, on=keys, how="left")
-    else: out["input_psnr"] = inputs["input_psnr"].iloc[0] if len(inputs) else float("nan")
+    if keys:
+        out = out.merge(inputs, on=keys, how="left")
+    else:
+        out["input_psnr"] = inputs["input_psnr"].iloc[0] if len(inputs) else float("nan")
     out["d_psnr"] = out["psnr"] - out.pop("input_psnr")
     return out

@@ -20,109 +20,144 @@ __all__ = ['STATIC_SUFFIX', 'UNIFORM_PROMPTS', 'TASK_GOALS', 'HUE_NAMES', 'BRIGH
 STATIC_SUFFIX = "Nothing moves. Static image."
 
 UNIFORM_PROMPTS = {
-    "resolution": "The image becomes sharper and higher in resolution. " + STATIC_SUFFIX,  # the paper's, verbatim
+    "resolution": "The image becomes sharper and higher in resolution. " + STATIC_SUFFIX,  # the paper's
     "blur": "The motion blur fades and the image becomes sharp and in focus. " + STATIC_SUFFIX,
     "lowlight": "The image becomes brighter, with natural colours and less noise. " + STATIC_SUFFIX,
     "crf": "The compression artifacts fade and the image becomes clean and detailed. " + STATIC_SUFFIX,
 }
 
-TASK_GOALS = {  # the restoration goal every scene prompt of a task must keep (a verb phrase)
+# %% ../nbs/03_prompts.ipynb #c009
+TASK_GOALS = {
     "resolution": "becomes sharper and higher in resolution",
     "blur": "goes from blurred to sharply focused",
     "lowlight": "gradually brightens to natural light and colour",
     "crf": "loses its compression artifacts and becomes clean and detailed",
 }
 
+# %% ../nbs/03_prompts.ipynb #c011
 def _check_task(task):
-    if task not in UNIFORM_PROMPTS: raise ValueError(f"task: expected one of {list(UNIFORM_PROMPTS)}, got {task!r}")
+    "`task` if it is one of the prompt tasks, else a ValueError naming them."
+    if task not in UNIFORM_PROMPTS:
+        raise ValueError(f"task: expected one of {list(UNIFORM_PROMPTS)}, got {task!r}")
     return task
 
 def uniform_prompt(task: str) -> str:
     "The fixed prompt of `task` (resolution, blur, lowlight, crf)."
     return UNIFORM_PROMPTS[_check_task(task)]
 
-# %% ../nbs/03_prompts.ipynb #c009
-HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
-_HUE_EDGES = (15, 45, 70, 160, 200, 260, 290, 335)  # upper edges in degrees; red wraps around 360
-
+# %% ../nbs/03_prompts.ipynb #c014
 def _small(img, long_side=256):
+    "`img` `[3,H,W]` shrunk (area averaging) so that its long side is at most `long_side`."
     h, w = img.shape[-2:]
     s = long_side / max(h, w)
     if s >= 1: return img
-    return F.interpolate(img[None], size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")[0]
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    return F.interpolate(img[None], size=size, mode="area")[0]
 
-def _hue_names(img):
+# %% ../nbs/03_prompts.ipynb #c016
+HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
+_HUE_EDGES = (15, 45, 70, 160, 200, 260, 290, 335)  # upper edges in degrees; red wraps around 360
+
+def _hue_names(img) -> tuple:
     "Share of each named hue among the colourful pixels, and the colourful fraction."
     import skimage.color
     hsv = skimage.color.rgb2hsv(img.permute(1, 2, 0).numpy())
     colourful = (hsv[..., 1] > 0.25) & (hsv[..., 2] > 0.15)
-    frac = float(colourful.mean())
     deg = hsv[..., 0][colourful] * 360
     idx = np.searchsorted(np.array(_HUE_EDGES), deg, side="right") % len(HUE_NAMES)
     counts = np.bincount(idx, minlength=len(HUE_NAMES)) / max(1, deg.size)
-    return {n: float(c) for n, c in zip(HUE_NAMES, counts)}, frac
+    return {n: float(c) for n, c in zip(HUE_NAMES, counts)}, float(colourful.mean())
 
+# %% ../nbs/03_prompts.ipynb #c018
+def _texture(luma) -> float:
+    "Mean local standard deviation of `luma` `[H,W]` in 5 x 5 windows."
+    mean = F.avg_pool2d(luma[None, None], 5, 1, 2, count_include_pad=False)
+    sq = F.avg_pool2d(luma[None, None] ** 2, 5, 1, 2, count_include_pad=False)
+    return (sq - mean ** 2).clamp(min=0).sqrt().mean().item()
+
+def _edge_density(luma, threshold=0.5) -> float:
+    "Fraction of pixels of `luma` `[H,W]` whose Sobel gradient magnitude exceeds `threshold`."
+    sobel = torch.tensor([[-1., 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    k = torch.stack([sobel, sobel.T])[:, None]
+    grad = F.conv2d(F.pad(luma[None, None], (1, 1, 1, 1), mode="replicate"), k).pow(2).sum(1).sqrt()
+    return (grad > threshold).float().mean().item()
+
+# %% ../nbs/03_prompts.ipynb #c020
 def image_properties(img) -> dict:
     "Brightness, colour cast, dominant hues, texture and edge density of an image `[3,H,W]` (see above)."
     check_image(img)
     x = _small(img.detach().float().cpu()).clamp(0, 1)
     r, g, b = x
     luma = 0.2126 * r + 0.7152 * g + 0.0722 * b
-    mean = F.avg_pool2d(luma[None, None], 5, 1, 2, count_include_pad=False)
-    sq = F.avg_pool2d(luma[None, None] ** 2, 5, 1, 2, count_include_pad=False)
-    texture = (sq - mean ** 2).clamp(min=0).sqrt().mean().item()
-    sobel = torch.tensor([[-1., 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    k = torch.stack([sobel, sobel.T])[:, None]
-    grad = F.conv2d(F.pad(luma[None, None], (1, 1, 1, 1), mode="replicate"), k).pow(2).sum(1).sqrt()
     hues, colourful = _hue_names(x)
     return dict(brightness=luma.mean().item(), warm_cool=(r.mean() - b.mean()).item(),
                 green_magenta=(g.mean() - (r.mean() + b.mean()) / 2).item(), colourful=colourful, hues=hues,
-                texture=texture, edge_density=(grad > 0.5).float().mean().item())
+                texture=_texture(luma), edge_density=_edge_density(luma))
 
-# %% ../nbs/03_prompts.ipynb #c012
-BRIGHTNESS_WORDS = ((0.12, "very dark"), (0.28, "dim"), (0.62, None), (0.8, "bright"), (1.01, "very bright"))
+# %% ../nbs/03_prompts.ipynb #c023
+BRIGHTNESS_WORDS = ((0.12, "very dark"), (0.28, "dim"), (0.62, None), (0.8, "bright"),
+                    (1.01, "very bright"))
+
+def _adjectives(p: dict) -> list:
+    "Words for the brightness, colour cast and texture of measured properties `p`."
+    words = [next(w for t, w in BRIGHTNESS_WORDS if p["brightness"] < t)]
+    if p["warm_cool"] > 0.08:
+        words.append("warm-toned")
+    elif p["warm_cool"] < -0.08:
+        words.append("cool-toned")
+    if p["green_magenta"] > 0.06:
+        words.append("greenish")
+    elif p["green_magenta"] < -0.08:
+        words.append("magenta-tinted")
+    if p["texture"] > 0.065:
+        words.append("richly textured")
+    elif p["texture"] < 0.025:
+        words.append("smooth")
+    return [w for w in words if w]
+
+# %% ../nbs/03_prompts.ipynb #c025
+def _tones(p: dict) -> str:
+    "The dominant hues of measured properties `p` in words ('muted, nearly grey' when few are colourful)."
+    if p["colourful"] < 0.1: return "muted, nearly grey tones"
+    ranked = sorted(p["hues"].items(), key=lambda kv: -kv[1])
+    top = [n for n, s in ranked if s >= 0.2][:2] or [ranked[0][0]]
+    return f"{' and '.join(top)} tones"
 
 def describe_properties(p: dict) -> str:
     "A noun phrase describing an image from its measured properties (`image_properties`)."
-    adjs = [next(w for t, w in BRIGHTNESS_WORDS if p["brightness"] < t)]
-    if p["warm_cool"] > 0.08: adjs.append("warm-toned")
-    elif p["warm_cool"] < -0.08: adjs.append("cool-toned")
-    if p["green_magenta"] > 0.06: adjs.append("greenish")
-    elif p["green_magenta"] < -0.08: adjs.append("magenta-tinted")
-    if p["texture"] > 0.065: adjs.append("richly textured")
-    elif p["texture"] < 0.025: adjs.append("smooth")
-    head = ", ".join(a for a in adjs if a)
-    if p["colourful"] < 0.1: tones = "muted, nearly grey tones"
-    else:
-        top = [n for n, s in sorted(p["hues"].items(), key=lambda kv: -kv[1]) if s >= 0.2][:2]
-        tones = f"{' and '.join(top or [max(p['hues'], key=p['hues'].get)])} tones"
-    edges = ("many sharp edges" if p["edge_density"] > 0.2 else "few edges" if p["edge_density"] < 0.04 else "clear shapes")
-    return f"A {head + ' ' if head else ''}scene in {tones} with {edges}"
+    head = ", ".join(_adjectives(p))
+    d = p["edge_density"]
+    edges = "many sharp edges" if d > 0.2 else "few edges" if d < 0.04 else "clear shapes"
+    return f"A {head + ' ' if head else ''}scene in {_tones(p)} with {edges}"
 
-# %% ../nbs/03_prompts.ipynb #c015
+# %% ../nbs/03_prompts.ipynb #c028
 OFFLINE_SOURCE = "offline-heuristic"
 
 def offline_prompt(img, task: str) -> str:
     "A deterministic scene prompt from measured image properties that keeps `task`'s restoration goal."
     return f"{describe_properties(image_properties(img))} {TASK_GOALS[_check_task(task)]}. {STATIC_SUFFIX}"
 
-# %% ../nbs/03_prompts.ipynb #c018
-CAPTION_QUESTION = "Describe this image in one sentence: the scene, the main objects, the light and the colours."
-
-def _name(obj):
+# %% ../nbs/03_prompts.ipynb #c031
+def _name(obj) -> str:
+    "The `name` of a captioner or refiner, else its class name."
     return getattr(obj, "name", None) or type(obj).__name__
 
 def _first_sentence(text: str) -> str:
     "The first line of a model's reply, without quotes, role prefixes or trailing spaces."
     lines = [l.strip() for l in str(text).strip().splitlines() if l.strip()]
     s = lines[0] if lines else ""
-    s = re.sub(r"^(assistant|answer|prompt|caption)\s*:\s*", "", s, flags=re.I).strip().strip("\"'`").strip()
-    return s
+    s = re.sub(r"^(assistant|answer|prompt|caption)\s*:\s*", "", s, flags=re.I).strip()
+    return s.strip("\"'`").strip()
+
+# %% ../nbs/03_prompts.ipynb #c034
+CAPTION_QUESTION = ("Describe this image in one sentence: the scene, the main objects, the light and the "
+                    "colours.")
 
 class TransformersCaptioner:
-    "Caption images with a transformers VLM pipeline (`model`: hub id or local folder), loaded at the first call."
+    "Caption images with a transformers VLM pipeline (`model`: hub id or local folder), loaded at first use."
     def __init__(self, model, question=CAPTION_QUESTION, max_new_tokens=48, device=None, **pipeline_kwargs):
-        self.model, self.question, self.max_new_tokens, self.device, self.kw = model, question, max_new_tokens, device, pipeline_kwargs
+        self.model, self.question, self.max_new_tokens = model, question, max_new_tokens
+        self.device, self.kw = device, pipeline_kwargs
         self.name, self._pipe = f"transformers:{model}", None
 
     def pipe(self):
@@ -136,76 +171,109 @@ class TransformersCaptioner:
 
     def __call__(self, img) -> str:
         pipe, im = self.pipe(), tensor_to_pil(check_image(img))
-        if self.task == "image-to-text": out = pipe(im, max_new_tokens=self.max_new_tokens)
+        if self.task == "image-to-text":
+            out = pipe(im, max_new_tokens=self.max_new_tokens)
         else:
-            msgs = [{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": self.question}]}]
-            out = pipe(text=msgs, max_new_tokens=self.max_new_tokens, return_full_text=False)
+            content = [{"type": "image", "image": im}, {"type": "text", "text": self.question}]
+            out = pipe(text=[{"role": "user", "content": content}], max_new_tokens=self.max_new_tokens,
+                       return_full_text=False)
         return _first_sentence(out[0]["generated_text"])
 
-# %% ../nbs/03_prompts.ipynb #c020
+# %% ../nbs/03_prompts.ipynb #c037
 REFINE_INSTRUCTION = (
-    "You write text prompts for a video model that restores a degraded image over a few frames. Rewrite the image "
-    "description below into ONE short sentence (at most 20 words) that names the scene and says that it {goal}, in "
-    "the style of 'A night street gradually brightens under lamplight' or 'A blurred portrait becomes focused'. Do not "
-    "add motion, people or objects that are not described. Reply with the sentence only.\n\nDescription: {description}")
+    "You write text prompts for a video model that restores a degraded image over a few frames. Rewrite the "
+    "image description below into ONE short sentence (at most 20 words) that names the scene and says that it "
+    "{goal}, in the style of 'A night street gradually brightens under lamplight' or 'A blurred portrait "
+    "becomes focused'. Do not add motion, people or objects that are not described. Reply with the sentence "
+    "only.\n\n"
+    "Description: {description}")
 
 def refine_messages(description: str, task: str) -> list:
     "The chat messages asking a language model to turn `description` into a prompt for `task`."
-    return [{"role": "user", "content": REFINE_INSTRUCTION.format(goal=TASK_GOALS[_check_task(task)], description=description)}]
+    goal = TASK_GOALS[_check_task(task)]
+    return [{"role": "user", "content": REFINE_INSTRUCTION.format(goal=goal, description=description)}]
 
+# %% ../nbs/03_prompts.ipynb #c039
 class TransformersRefiner:
-    "Refine descriptions with a transformers `text-generation` pipeline (`model`: hub id or local folder), loaded lazily."
+    "Refine descriptions with a transformers `text-generation` pipeline (`model`: hub id or folder), lazily."
     def __init__(self, model, max_new_tokens=48, device=None, **pipeline_kwargs):
-        self.model, self.max_new_tokens, self.device, self.kw = model, max_new_tokens, device, pipeline_kwargs
+        self.model, self.max_new_tokens = model, max_new_tokens
+        self.device, self.kw = device, pipeline_kwargs
         self.name, self._pipe = f"transformers:{model}", None
 
     def __call__(self, description: str, task: str) -> str:
         if self._pipe is None:
             from transformers import pipeline
             self._pipe = pipeline("text-generation", model=self.model, device=self.device, **self.kw)
-        out = self._pipe(refine_messages(description, task), max_new_tokens=self.max_new_tokens, do_sample=False, return_full_text=False)
+        out = self._pipe(refine_messages(description, task), max_new_tokens=self.max_new_tokens,
+                         do_sample=False, return_full_text=False)
         return _first_sentence(out[0]["generated_text"])
 
+# %% ../nbs/03_prompts.ipynb #c041
+def _post_json(url: str, body: dict, api_key=None, timeout=60) -> dict:
+    "POST `body` as JSON to `url` (bearer `api_key` if given) and return the decoded reply; clear errors."
+    headers = {"Content-Type": "application/json"}
+    if api_key: headers["Authorization"] = f"Bearer {api_key}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r: return json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")[:200]
+        raise RuntimeError(f"refiner: {url} answered HTTP {e.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as e:
+        hint = "set OPENAI_BASE_URL / OPENAI_API_KEY"
+        raise RuntimeError(f"refiner: cannot reach {url} ({e}); {hint}") from None
+
 class OpenAIRefiner:
-    "Refine descriptions through an OpenAI-compatible chat endpoint (settings from arguments or the environment)."
+    "Refine descriptions through an OpenAI-compatible chat endpoint (settings: arguments or environment)."
     def __init__(self, base_url=None, api_key=None, model=None, timeout=60, max_tokens=60):
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.model = model or os.environ.get("PROGRESSIVE_IR_REFINER_MODEL") or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini"
+        env = os.environ.get
+        self.base_url = (base_url or env("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key if api_key is not None else env("OPENAI_API_KEY")
+        self.model = model or env("PROGRESSIVE_IR_REFINER_MODEL") or env("OPENAI_MODEL") or "gpt-4o-mini"
         self.timeout, self.max_tokens, self.name = timeout, max_tokens, f"openai:{self.model}"
 
     def __call__(self, description: str, task: str) -> str:
-        body = dict(model=self.model, messages=refine_messages(description, task), temperature=0, max_tokens=self.max_tokens)
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r: reply = json.loads(r.read().decode())
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"refiner: {self.base_url} answered HTTP {e.code}: {e.read().decode(errors='replace')[:200]}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise RuntimeError(f"refiner: cannot reach {self.base_url} ({e}); set OPENAI_BASE_URL / OPENAI_API_KEY") from None
+        body = dict(model=self.model, messages=refine_messages(description, task), temperature=0,
+                    max_tokens=self.max_tokens)
+        reply = _post_json(f"{self.base_url}/chat/completions", body, self.api_key, self.timeout)
         try: return _first_sentence(reply["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError): raise RuntimeError(f"refiner: unexpected reply from {self.base_url}: {str(reply)[:200]}") from None
+        except (KeyError, IndexError, TypeError):
+            detail = str(reply)[:200]
+            raise RuntimeError(f"refiner: unexpected reply from {self.base_url}: {detail}") from None
 
+# %% ../nbs/03_prompts.ipynb #c043
 def refiner_from_env():
     "An `OpenAIRefiner` when `OPENAI_BASE_URL` or `OPENAI_API_KEY` is set, else `None`."
-    return OpenAIRefiner() if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY") else None
+    configured = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")
+    return OpenAIRefiner() if configured else None
 
-# %% ../nbs/03_prompts.ipynb #c022
+# %% ../nbs/03_prompts.ipynb #c045
 def _finish(text: str) -> str:
+    "`text` as one sentence ending with the static clause; an empty text is an error."
     text = text.strip()
     if not text: raise ValueError("scene_prompt: the captioner/refiner returned an empty text")
     if not text.endswith((".", "!", "?")): text += "."
     return text if text.endswith(STATIC_SUFFIX) else f"{text} {STATIC_SUFFIX}"
 
+# %% ../nbs/03_prompts.ipynb #c047
+def _caption(img, captioner) -> tuple:
+    "The caption of `img` and its source: the captioner's first sentence, else the measured description."
+    if captioner is None: return describe_properties(image_properties(img)), OFFLINE_SOURCE
+    caption = _first_sentence(captioner(img))
+    if not caption:
+        raise ValueError(f"scene_prompt: captioner {_name(captioner)} returned an empty caption")
+    return caption, f"vlm:{_name(captioner)}"
+
 def scene_prompt(img, task: str, captioner=None, refiner=None) -> dict:
     "A scene-adaptive prompt for `img` and `task`, as `dict(text, source, caption)` (see the table above)."
-    _check_task(task); check_image(img)
-    if captioner is not None:
-        caption, src = _first_sentence(captioner(img)), f"vlm:{_name(captioner)}"
-        if not caption: raise ValueError(f"scene_prompt: captioner {_name(captioner)} returned an empty caption")
-    else: caption, src = describe_properties(image_properties(img)), OFFLINE_SOURCE
-    if refiner is not None: text, src = _first_sentence(refiner(caption, task)), f"{src}+llm:{_name(refiner)}"
-    elif captioner is not None: text, src = f"{caption.rstrip('. ')}; the image {TASK_GOALS[task]}", f"{src}+template"
-    else: text = f"{caption} {TASK_GOALS[task]}"
+    _check_task(task)
+    check_image(img)
+    caption, src = _caption(img, captioner)
+    if refiner is not None:
+        text, src = _first_sentence(refiner(caption, task)), f"{src}+llm:{_name(refiner)}"
+    elif captioner is not None:
+        text, src = f"{caption.rstrip('. ')}; the image {TASK_GOALS[task]}", f"{src}+template"
+    else:
+        text = f"{caption} {TASK_GOALS[task]}"
     return dict(text=_finish(text), source=src, caption=caption)

@@ -4,6 +4,7 @@
 
 # %% ../nbs/08_report.ipynb #c003
 from __future__ import annotations
+import io
 import math
 from pathlib import Path
 
@@ -15,140 +16,217 @@ from .core import atomic_path, check_video, check_image, to_uint8_hwc, write_tex
 from .metrics import HIGHER_IS_BETTER, psnr
 
 # %% auto #0
-__all__ = ['METRIC_LABELS', 'save_figure', 'plot_metric_curves', 'frame_strip', 'crop_grid', 'markdown_table']
+__all__ = ['PNG_DPI', 'METRIC_LABELS', 'ReportFigure', 'save_figure', 'plot_metric_curves', 'frame_strip', 'crop_grid',
+           'markdown_table']
 
 # %% ../nbs/08_report.ipynb #c006
-def save_figure(fig: Figure, path, dpi=110) -> Path:
+PNG_DPI = 110  # resolution of the PNGs written and displayed
+
+class ReportFigure(Figure):
+    "A matplotlib `Figure` that displays itself as a PNG in notebooks, whatever the matplotlib backend."
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight", facecolor="white")
+        return buf.getvalue()
+
+# %% ../nbs/08_report.ipynb #c009
+def save_figure(fig: Figure, path, dpi=PNG_DPI) -> Path:
     "Write `fig` as a PNG to `path` atomically (white background, tight bounding box)."
     path = Path(path)
     if path.suffix.lower() != ".png": raise ValueError(f"{path}: expected a .png file name")
-    with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return path
 
 def _finish(fig, path):
+    "Save `fig` when a `path` is given; return it."
     if path is not None: save_figure(fig, path)
     return fig
 
-# %% ../nbs/08_report.ipynb #c008
+# %% ../nbs/08_report.ipynb #c012
 METRIC_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 _STAT_COLUMNS = ("metric", "frame", "mean", "std", "n")
 
-def _line_fields(df, panel, line):
+def _curve_metrics(df, metrics) -> tuple:
+    "The metrics of `metrics` to draw (those with values, at least one), and notes on those without."
+    missing = [c for c in ("metric", "frame", "mean", "std") if c not in df.columns]
+    if missing:
+        raise ValueError(f"df: expected the columns of aggregate_trajectories, missing {missing}")
+    present = [m for m in metrics if m in set(df["metric"])]
+    if not present: raise ValueError(f"metrics: none of them in df (it has {sorted(set(df['metric']))})")
+    empty = [m for m in present if df.loc[df["metric"] == m, "mean"].isna().all()]
+    drawn = [m for m in present if m not in empty] or present[:1]
+    return drawn, [f"{m.upper()} not available" for m in empty]
+
+# %% ../nbs/08_report.ipynb #c014
+def _line_fields(df, panel, line) -> list:
+    "The fields that get one line each: `line` if given, else each non-constant grouping field but `panel`."
     if line is not None: return [line] if isinstance(line, str) else list(line)
     return [c for c in df.columns if c not in _STAT_COLUMNS and c != panel and df[c].nunique() > 1]
 
-def plot_metric_curves(df, metrics=("psnr", "ssim", "lpips"), panel="task", line=None, path=None, title=None,
-                       psnr_cap=100.0, panel_size=(3.6, 2.6)) -> Figure:
-    "Per-frame metric curves from `aggregate_trajectories` output: panels per `panel` value, lines per `line`, std shaded."
-    missing = [c for c in ("metric", "frame", "mean", "std") if c not in df.columns]
-    if missing: raise ValueError(f"df: expected the columns of aggregate_trajectories, missing {missing}")
-    metrics = [m for m in metrics if m in set(df["metric"])]
-    if not metrics: raise ValueError(f"metrics: none of them in df (it has {sorted(set(df['metric']))})")
-    notes = [f"{m.upper()} not available" for m in metrics if df.loc[df["metric"] == m, "mean"].isna().all()]
-    metrics = [m for m in metrics if not df.loc[df["metric"] == m, "mean"].isna().all()] or metrics[:1]
+# %% ../nbs/08_report.ipynb #c016
+def _label_axes(axes, metrics, panels):
+    "Panel titles on the top row, metric names on the left column, 'frame' under the bottom row."
+    for j, p in enumerate(panels):
+        if p is not None: axes[0, j].set_title(str(p))
+        axes[-1, j].set_xlabel("frame")
+    for i, m in enumerate(metrics):
+        axes[i, 0].set_ylabel(METRIC_LABELS.get(m, m))
+
+# %% ../nbs/08_report.ipynb #c018
+def _draw_lines(ax, sub, fields, metric, psnr_cap) -> bool:
+    "One line per group of `fields` in `sub`, std shaded; True when PSNR values at the cap were left out."
+    capped = False
+    groups = sub.groupby(fields, sort=False) if fields else [((), sub)]
+    for key, g in groups:
+        g = g.sort_values("frame")
+        mean, std = g["mean"].to_numpy(float), g["std"].to_numpy(float)
+        if metric == "psnr" and psnr_cap is not None and (mean >= psnr_cap).any():
+            capped = True
+            mean = np.where(mean >= psnr_cap, np.nan, mean)
+        key = key if isinstance(key, tuple) else (key,)
+        label = " / ".join(str(k) for k in key) or None
+        (ln,) = ax.plot(g["frame"], mean, marker="o", ms=3, label=label)
+        ok = np.isfinite(std) & np.isfinite(mean)
+        if ok.any():
+            low, high = (mean - std)[ok], (mean + std)[ok]
+            ax.fill_between(g["frame"][ok], low, high, color=ln.get_color(), alpha=0.2, lw=0)
+    return capped
+
+def _draw_panel(ax, sub, metric, fields, psnr_cap) -> bool:
+    "One panel: the lines of `sub`, or a note in its middle when the metric has no values there."
+    if sub["mean"].isna().all():
+        note = f"{metric.upper()} not available"
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_yticks([])
+        return False
+    capped = _draw_lines(ax, sub, fields, metric, psnr_cap)
+    ax.grid(alpha=0.3)
+    return capped
+
+# %% ../nbs/08_report.ipynb #c020
+def _add_legend(fig, axes, fields):
+    "One legend for the figure, from the first panel that has labelled lines."
+    for ax in axes.flat:
+        handles, labels = ax.get_legend_handles_labels()
+        if labels:
+            title = " / ".join(fields) if fields else None
+            fig.legend(handles, labels, loc="outside right upper", frameon=False, title=title)
+            return
+
+# %% ../nbs/08_report.ipynb #c021
+def plot_metric_curves(df, metrics=("psnr", "ssim", "lpips"), panel="task", line=None, path=None,
+                       title=None, psnr_cap=100.0, panel_size=(3.6, 2.6)) -> Figure:
+    "Per-frame curves from `aggregate_trajectories`: panels per `panel` value, lines per `line`, std shaded."
+    metrics, notes = _curve_metrics(df, metrics)
     panels = list(dict.fromkeys(df[panel])) if panel in df.columns else [None]
     fields = _line_fields(df, panel, line)
-    fig = Figure(figsize=(panel_size[0] * len(panels), panel_size[1] * len(metrics)), layout="constrained")
+    size = (panel_size[0] * len(panels), panel_size[1] * len(metrics))
+    fig = ReportFigure(figsize=size, layout="constrained")
     axes = fig.subplots(len(metrics), len(panels), squeeze=False, sharex=True)
+    _label_axes(axes, metrics, panels)
     capped = False
     for i, m in enumerate(metrics):
         for j, p in enumerate(panels):
-            ax = axes[i, j]
-            sub = df[(df["metric"] == m) & ((df[panel] == p) if p is not None else True)]
-            if i == 0 and p is not None: ax.set_title(str(p))
-            if j == 0: ax.set_ylabel(METRIC_LABELS.get(m, m))
-            if i == len(metrics) - 1: ax.set_xlabel("frame")
-            if sub["mean"].isna().all():
-                ax.text(0.5, 0.5, f"{m.upper()} not available", ha="center", va="center", transform=ax.transAxes, color="0.4")
-                ax.set_yticks([])
-                continue
-            groups = sub.groupby(fields, sort=False) if fields else [((), sub)]
-            for key, g in groups:
-                g = g.sort_values("frame")
-                mean, std = g["mean"].to_numpy(float), g["std"].to_numpy(float)
-                if m == "psnr" and psnr_cap is not None and (mean >= psnr_cap).any():
-                    capped = True; mean = np.where(mean >= psnr_cap, np.nan, mean)
-                key = key if isinstance(key, tuple) else (key,)
-                label = " / ".join(str(k) for k in key) or None
-                (ln,) = ax.plot(g["frame"], mean, marker="o", ms=3, label=label)
-                ok = np.isfinite(std) & np.isfinite(mean)
-                if ok.any(): ax.fill_between(g["frame"][ok], (mean - std)[ok], (mean + std)[ok], color=ln.get_color(), alpha=0.2, lw=0)
-            ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if not labels:
-        for ax in axes.flat:
-            handles, labels = ax.get_legend_handles_labels()
-            if labels: break
-    if labels: fig.legend(handles, labels, loc="outside right upper", frameon=False, title=" / ".join(fields) if fields else None)
-    if capped: notes.append(f"PSNR of frames identical to the target (capped at {psnr_cap:g} dB) not drawn")
+            rows = (df["metric"] == m) & ((df[panel] == p) if p is not None else True)
+            capped |= _draw_panel(axes[i, j], df[rows], m, fields, psnr_cap)
+    _add_legend(fig, axes, fields)
+    if capped:
+        notes.append(f"PSNR of frames identical to the target (capped at {psnr_cap:g} dB) not drawn")
     if notes: fig.supxlabel("; ".join(notes), fontsize=8, color="0.4")
     if title: fig.suptitle(title)
     return _finish(fig, path)
 
-# %% ../nbs/08_report.ipynb #c013
+# %% ../nbs/08_report.ipynb #c026
 def _show(ax, img, label):
-    ax.imshow(to_uint8_hwc(img), interpolation="lanczos" if max(img.shape[-2:]) > 512 else "nearest")
-    ax.set_xticks([]); ax.set_yticks([])
-    for s in ax.spines.values(): s.set_visible(False)
+    "Draw `img` `[3,H,W]` on `ax` without ticks or frame, `label` under it."
+    interpolation = "lanczos" if max(img.shape[-2:]) > 512 else "nearest"
+    ax.imshow(to_uint8_hwc(img), interpolation=interpolation)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
     ax.set_xlabel(label, fontsize=9)
 
-def _psnr_label(img, ref):
+def _psnr_label(img, ref) -> str:
+    "The PSNR of `img` against `ref` as a label ('= target' when they are identical)."
     v = psnr(img, ref).item()
     return "= target" if math.isinf(v) else f"{v:.2f} dB"
 
+# %% ../nbs/08_report.ipynb #c028
 def frame_strip(frames, target, path=None, title=None, frame_labels=None, panel_width=1.8) -> Figure:
-    "The frames of a trajectory `[T,3,H,W]` and the clean `target` `[3,H,W]` in a row, PSNR under each frame."
-    check_video(frames, "frames"); check_image(target, "target")
+    "The frames of a trajectory `[T,3,H,W]` and the clean `target` `[3,H,W]` in a row, PSNR under each."
+    check_video(frames, "frames")
+    check_image(target, "target")
     if target.shape != frames.shape[1:]:
-        raise ValueError(f"target: shape {list(target.shape)} differs from a frame's {list(frames.shape[1:])}")
+        frame = list(frames.shape[1:])
+        raise ValueError(f"target: shape {list(target.shape)} differs from a frame's {frame}")
     T, _, H, W = frames.shape
-    if frame_labels is not None and len(frame_labels) != T: raise ValueError(f"frame_labels: expected {T} labels, got {len(frame_labels)}")
+    if frame_labels is not None and len(frame_labels) != T:
+        raise ValueError(f"frame_labels: expected {T} labels, got {len(frame_labels)}")
     names = frame_labels or [f"frame {t}" for t in range(T)]
-    fig = Figure(figsize=(panel_width * (T + 1), panel_width * H / W + 0.6), layout="constrained")
+    fig = ReportFigure(figsize=(panel_width * (T + 1), panel_width * H / W + 0.6), layout="constrained")
     axes = fig.subplots(1, T + 1, squeeze=False)[0]
-    for t in range(T): _show(axes[t], frames[t], f"{names[t]}\n{_psnr_label(frames[t], target)}")
+    for t in range(T):
+        _show(axes[t], frames[t], f"{names[t]}\n{_psnr_label(frames[t], target)}")
     _show(axes[T], target, "clean target")
     if title: fig.suptitle(title)
     return _finish(fig, path)
 
-# %% ../nbs/08_report.ipynb #c017
-def crop_grid(images: dict, box=None, reference="clean", path=None, title=None, ncols=None, panel_width=2.4) -> Figure:
-    "The same `box` (left, top, width, height), or central fraction, of each image in `images` (name -> `[3,H,W]`), PSNR against `reference`."
-    if not images: raise ValueError("images: expected a non-empty dict name -> [3,H,W]")
-    for n, im in images.items(): check_image(im, f"images[{n!r}]")
-    shapes = {tuple(im.shape) for im in images.values()}
-    if len(shapes) > 1: raise ValueError(f"images: all images must have the same shape, got {sorted(shapes)}")
-    H, W = next(iter(shapes))[1:]
+# %% ../nbs/08_report.ipynb #c032
+def _crop_box(box, W: int, H: int) -> tuple:
+    "`box` as (left, top, width, height) in a `W` x `H` image, from pixels, a central fraction or None."
     if isinstance(box, (int, float)) and not isinstance(box, bool):
         if not 0 < box <= 1: raise ValueError(f"box: a fraction must lie in (0, 1], got {box}")
-        w, h = max(1, round(W * box)), max(1, round(H * box)); box = ((W - w) // 2, (H - h) // 2, w, h)
+        w, h = max(1, round(W * box)), max(1, round(H * box))
+        return ((W - w) // 2, (H - h) // 2, w, h)
     left, top, w, h = box if box is not None else (0, 0, W, H)
     if not (0 <= left and 0 <= top and w > 0 and h > 0 and left + w <= W and top + h <= H):
         raise ValueError(f"box: {box} does not fit in a {W}x{H} image (left, top, width, height)")
+    return (left, top, w, h)
+
+# %% ../nbs/08_report.ipynb #c034
+def crop_grid(images: dict, box=None, reference="clean", path=None, title=None, ncols=None,
+              panel_width=2.4) -> Figure:
+    "The same `box` of each image of `images` (name -> `[3,H,W]`) side by side, PSNR against `reference`."
+    if not images: raise ValueError("images: expected a non-empty dict name -> [3,H,W]")
+    for n, im in images.items():
+        check_image(im, f"images[{n!r}]")
+    shapes = {tuple(im.shape) for im in images.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"images: all images must have the same shape, got {sorted(shapes)}")
+    H, W = next(iter(shapes))[1:]
+    left, top, w, h = _crop_box(box, W, H)
     ref = images.get(reference) if reference is not None else None
-    n = len(images); ncols = ncols or n; nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(panel_width * ncols, (panel_width * h / w + 0.5) * nrows), layout="constrained")
+    n = len(images)
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    size = (panel_width * ncols, (panel_width * h / w + 0.5) * nrows)
+    fig = ReportFigure(figsize=size, layout="constrained")
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     for ax, (name, im) in zip(axes, images.items()):
         label = name if ref is None or name == reference else f"{name}\n{_psnr_label(im, ref)}"
         _show(ax, im[:, top:top + h, left:left + w], label)
-    for ax in axes[n:]: ax.set_visible(False)
+    for ax in axes[n:]:
+        ax.set_visible(False)
     if title: fig.suptitle(title)
     return _finish(fig, path)
 
-# %% ../nbs/08_report.ipynb #c021
-def _cell(v, floatfmt):
+# %% ../nbs/08_report.ipynb #c038
+def _cell(v, floatfmt) -> str:
+    "One table cell: NaN and None as 'n/a', floats with `floatfmt`, pipes escaped."
     if v is None or (isinstance(v, float) and math.isnan(v)): return "n/a"
     if isinstance(v, (float, np.floating)): return format(float(v), floatfmt)
     return str(v).replace("|", "\\|")
 
 def markdown_table(df, floatfmt=".3f", path=None) -> str:
-    "A DataFrame as a markdown pipe table (NaN shown as n/a); written atomically to `path` (.md) when given."
-    cols = [str(c) for c in df.columns]
+    "A DataFrame as a markdown pipe table (NaN as n/a); written atomically to `path` (.md) if given."
     from pandas.api.types import is_numeric_dtype
+    cols = [str(c) for c in df.columns]
     num = [is_numeric_dtype(df[c]) and df[c].dtype != bool for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if k else "---" for k in num) + "|"]
-    lines += ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |" for row in df.itertuples(index=False)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
     text = "\n".join(lines) + "\n"
     if path is not None:
         if Path(path).suffix != ".md": raise ValueError(f"{path}: expected a .md file name")
