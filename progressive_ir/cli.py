@@ -58,8 +58,8 @@ def plan_overrides(names, profile, overrides) -> dict:
             close = [f"{k} ({known[k]})" for k in closest_settings(key, known)]
             raise ValueError(f"--set {key}: no selected experiment has this setting"
                              + (f"; closest: {', '.join(close)}" if close else ""))
-        for name in takers: plan[name][key] = value
-    for name in names: load_profile(name, profile, plan[name])  # checks every value against that experiment's types
+        for name in takers: plan[name][key] = check_setting(key, value, types[name], name)  # as that experiment takes it
+    for name in names: load_profile(name, profile, plan[name])  # and the whole set, once more, as the notebook will
     return plan
 
 # %% ../nbs/11_cli.ipynb #c018
@@ -67,15 +67,18 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 KERNEL_WARNINGS = "ignore:IProgress not found"  # tqdm's notice (its category cannot be named this early)
 
 @contextlib.contextmanager
-def _kernel_environment():
-    "Within the block, the environment a kernel started by papermill inherits carries `KERNEL_WARNINGS`."
-    saved = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = f"{saved},{KERNEL_WARNINGS}" if saved else KERNEL_WARNINGS
+def _kernel_environment(runs: Path):
+    "Within the block, a kernel started by papermill inherits `KERNEL_WARNINGS` and the runs folder `runs`."
+    saved = {k: os.environ.get(k) for k in ("PYTHONWARNINGS", "PROGRESSIVE_IR_RUNS")}
+    warnings = saved["PYTHONWARNINGS"]
+    os.environ["PYTHONWARNINGS"] = f"{warnings},{KERNEL_WARNINGS}" if warnings else KERNEL_WARNINGS
+    os.environ["PROGRESSIVE_IR_RUNS"] = str(runs)  # core.run_dir in the notebook: data and earlier runs under `runs`
     try:
         yield
     finally:
-        if saved is None: os.environ.pop("PYTHONWARNINGS", None)
-        else: os.environ["PYTHONWARNINGS"] = saved
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
 
 def run_experiment(name, profile, overrides=None, out_root=None, progress=False) -> dict:
     "Execute experiment `name` under `profile` with papermill; return a record of what ran, where, and how it ended."
@@ -90,7 +93,7 @@ def run_experiment(name, profile, overrides=None, out_root=None, progress=False)
     src, dest, tmp = experiments_dir() / f"{name}.ipynb", out / f"{name}.ipynb", out / f".{name}.running.ipynb"
     t0, error = time.time(), None
     try:
-        with _kernel_environment():
+        with _kernel_environment(out.parent.parent.resolve()):
             pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(experiments_dir()), kernel_name="python3",
                                 progress_bar=progress, log_output=False, report_mode=False, extra_arguments=KERNEL_ARGUMENTS)
     except Exception as e:  # papermill raises PapermillExecutionError with the failing cell's traceback

@@ -441,10 +441,14 @@ def _yaml_loader():
     return Loader
 
 def read_yaml(text: str, where="YAML"):
-    "Parse YAML `text` as plain data, reading `1e-4` as a float; a syntax error names `where`."
+    "Parse YAML `text` as plain data, reading `1e-4` as a float; a syntax error names `where` and the place, in one line."
     import yaml
-    try: return yaml.load(text, Loader=_yaml_loader())
-    except yaml.YAMLError as e: raise ValueError(f"{where}: not valid YAML ({e})") from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{where}: not valid YAML{place} ({getattr(e, 'problem', None) or e})") from None
 
 # %% ../nbs/00_core.ipynb #c062
 def deep_merge(base: dict, changes: dict) -> dict:
