@@ -13,11 +13,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 # %% auto #0
-__all__ = ['PACKAGES', 'PROFILES', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc', 'pil_to_tensor',
-           'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json', 'ffmpeg_exe',
-           'run_ffmpeg', 'load_image', 'save_image', 'write_video', 'read_video', 'video_info', 'resize_center_crop',
-           'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info', 'RunFolder',
-           'experiments_dir', 'load_profile', 'runs_root', 'run_dir']
+__all__ = ['PACKAGES', 'PROFILES', 'BASE_PROFILE', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc',
+           'pil_to_tensor', 'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json',
+           'ffmpeg_exe', 'run_ffmpeg', 'load_image', 'save_image', 'write_video', 'read_video', 'video_info',
+           'resize_center_crop', 'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info',
+           'RunFolder', 'record_failure', 'experiments_dir', 'read_yaml', 'deep_merge', 'resolve_profile',
+           'profile_table', 'setting_type', 'setting_types', 'closest_settings', 'check_setting', 'apply_overrides',
+           'load_profile', 'runs_root', 'run_dir', 'keyword_settings']
 
 # %% ../nbs/00_core.ipynb #c006
 def check_image(img, name="image", channels=(3,)):
@@ -452,58 +454,232 @@ def env_info() -> dict:
                 device=gpu[0] if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)",
                 packages={p: _version(p) for p in PACKAGES}, git_commit=git_commit())
 
-# %% ../nbs/00_core.ipynb #c049
+# %% ../nbs/00_core.ipynb #c050
+def _watch_kernel_errors(run: RunFolder):
+    "In a Jupyter kernel, mark `run` failed when a later cell raises (the traceback is shown as usual)."
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell": return None
+    def on_error(shell, etype, value, tb, tb_offset=None):
+        run.fail(value)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)  # as IPython would without the hook
+    shell.set_custom_exc((Exception,), on_error)
+    return on_error
+
+# %% ../nbs/00_core.ipynb #c052
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+def _error_text(error) -> str:
+    "One line for an exception (`TypeName: message`) or a message."
+    if not isinstance(error, BaseException): return str(error)
+    return f"{type(error).__name__}: {error}"
+
 class RunFolder:
-    "A folder for one run's outputs, with `run.json` recording parameters, seed, commit and package versions."
+    "A folder for one run's outputs, with `run.json` recording parameters, seed, commit, package versions and status."
     def __init__(self, path, params=None, seed=None):
-        self.path = Path(path); self.path.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
         self.record = dict(params=params or {}, seed=seed, started=_now(), status="running", **env_info())
         write_json(self.record, self.path / "run.json")
+        _watch_kernel_errors(self)
 
     def file(self, name) -> Path:
         "Path of `name` inside the run folder (parent folders created)."
-        p = self.path / name; p.parent.mkdir(parents=True, exist_ok=True)
+        p = self.path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     def save_json(self, name, obj) -> Path:
         "Write `obj` as JSON into the run folder atomically."
         return write_json(obj, self.file(name))
 
-    def finish(self, **summary):
-        "Mark the run done, with the elapsed time and a `summary`."
-        self.record.update(status="done", finished=_now(), summary=summary)
+    def finish(self, **summary) -> dict:
+        "Mark the run done, with the finishing time and a `summary`."
+        return self._close("done", summary=summary)
+
+    def fail(self, error) -> dict:
+        "Mark the run failed with `error` (an exception or a message); a run that already ended keeps its status."
+        if self.record["status"] != "running": return self.record
+        return self._close("failed", error=_error_text(error))
+
+    def _close(self, status, **fields) -> dict:
+        self.record.update(status=status, finished=_now(), **fields)
         write_json(self.record, self.path / "run.json")
         return self.record
 
     def __repr__(self): return f"RunFolder({str(self.path)!r})"
 
-def _now(): return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+# %% ../nbs/00_core.ipynb #c057
+def record_failure(path, error, params=None) -> dict:
+    "Mark the run in folder `path` failed with `error`, unless its `run.json` says it ended; without one, write one."
+    f = Path(path) / "run.json"
+    rec = read_json(f) if f.is_file() else dict(params=params or {}, seed=None, started=None, status="running", **env_info())
+    if rec.get("status") != "running": return rec  # the run recorded its own end
+    rec.update(status="failed", finished=_now(), error=_error_text(error))
+    write_json(rec, f)
+    return rec
 
-# %% ../nbs/00_core.ipynb #c052
-PROFILES = ("smoke", "gpu", "paper")
+# %% ../nbs/00_core.ipynb #c060
+import copy, functools
+
+PROFILES = ("smoke", "cpu", "gpu", "paper")
+BASE_PROFILE = "base"
 
 def experiments_dir() -> Path:
     "The folder of the experiment notebooks: `$PROGRESSIVE_IR_EXPERIMENTS`, else `nbs/experiments` of the checkout."
     env = os.environ.get("PROGRESSIVE_IR_EXPERIMENTS")
     if env: return Path(env)
     root = repo_root()
-    if root is None: raise FileNotFoundError("experiments: this copy of progressive_ir is not a checkout; set PROGRESSIVE_IR_EXPERIMENTS to the nbs/experiments folder")
+    if root is None:
+        raise FileNotFoundError("experiments: this copy of progressive_ir is not a checkout; "
+                                "set PROGRESSIVE_IR_EXPERIMENTS to the nbs/experiments folder")
     return root / "nbs" / "experiments"
 
-def load_profile(experiment: str, profile: str, **overrides) -> dict:
-    "Parameters of `experiment` under `profile`, with the non-`None` `overrides` applied (unknown names are errors)."
+_FLOAT_EXP = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"
+
+@functools.cache
+def _yaml_loader():
+    import re, yaml
+    class Loader(yaml.SafeLoader): pass  # safe: plain data only, never objects
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_EXP), list("-+0123456789."))
+    return Loader
+
+def read_yaml(text: str, where="YAML"):
+    "Parse YAML `text` as plain data, reading `1e-4` as a float; a syntax error names `where` and the place, in one line."
     import yaml
-    if profile not in PROFILES: raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
-    path = experiments_dir() / f"{experiment}.yml"
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no profile file for experiment {experiment!r}")
-    table = yaml.safe_load(path.read_text()) or {}
-    if profile not in table: raise ValueError(f"{path}: has no {profile!r} profile (has {sorted(table)})")
-    params = dict(table[profile])
-    for k, v in overrides.items():
-        if k not in params: raise ValueError(f"{k}: not a parameter of {experiment!r} (expected one of {sorted(params)})")
-        if v is not None: params[k] = v
+    try:
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{where}: not valid YAML{place} ({getattr(e, 'problem', None) or e})") from None
+
+# %% ../nbs/00_core.ipynb #c062
+def deep_merge(base: dict, changes: dict) -> dict:
+    "A copy of `base` with `changes` merged in: mappings merge key by key; lists, scalars and nulls replace."
+    out = copy.deepcopy(base)
+    for k, v in changes.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict): out[k] = deep_merge(out[k], v)
+        else: out[k] = copy.deepcopy(v)
+    return out
+
+# %% ../nbs/00_core.ipynb #c065
+def _own_keys_known(own: dict, base, where: str, prefix=""):
+    for k, v in own.items():
+        key = f"{prefix}{k}"
+        if base is None: continue  # below a null in base: free-form
+        if not isinstance(base, dict) or k not in base:
+            raise ValueError(f"{where}: sets {key!r}, which base does not have (a profile changes only settings base defines)")
+        if isinstance(v, dict): _own_keys_known(v, base[k], where, key + ".")
+
+def resolve_profile(table: dict, name: str, where="profiles") -> dict:
+    "Profile `name` of a profile file's `table`: its `extends` chain merged from `base` down."
+    chain, cur = [], name
+    while cur != BASE_PROFILE:
+        if cur in chain: raise ValueError(f"{where}: profiles extend each other in a cycle: {' -> '.join(chain + [cur])}")
+        if cur not in table:
+            child = f"profile {chain[-1]!r} extends {cur!r}, which" if chain else f"profile {cur!r}"
+            raise ValueError(f"{where}: {child} is not in the file (it has {sorted(table)})")
+        if not isinstance(table[cur], dict) or "extends" not in table[cur]:
+            raise ValueError(f"{where}: profile {cur!r} needs an `extends:` key naming its parent (base or another profile)")
+        chain.append(cur)
+        cur = table[cur]["extends"]
+    if not isinstance(table.get(BASE_PROFILE), dict): raise ValueError(f"{where}: needs a `base:` mapping with every setting")
+    params = copy.deepcopy(table[BASE_PROFILE])
+    for p in reversed(chain):
+        own = {k: v for k, v in table[p].items() if k != "extends"}
+        _own_keys_known(own, table[BASE_PROFILE], f"{where}: profile {p!r}")
+        params = deep_merge(params, own)
     return params
 
+# %% ../nbs/00_core.ipynb #c068
+def profile_table(experiment: str) -> dict:
+    "The profile file of `experiment` as written (`base` and the profiles), checked."
+    path = experiments_dir() / f"{experiment}.yml"
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no profile file for experiment {experiment!r}")
+    table = read_yaml(path.read_text(), where=str(path))
+    if not isinstance(table, dict): raise ValueError(f"{path}: expected a mapping of profiles, got {type(table).__name__}")
+    missing = [p for p in (BASE_PROFILE, *PROFILES) if p not in table]
+    if missing: raise ValueError(f"{path}: has no {' or '.join(map(repr, missing))} section (has {sorted(table)})")
+    for name in table: resolve_profile(table, name, str(path))
+    return table
+
+# %% ../nbs/00_core.ipynb #c071
+_TYPES = (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)), ("mapping", dict))
+
+def setting_type(value) -> str:
+    "The profile type of `value`: null, bool, int, float, str, list or mapping."
+    if value is None: return "null"
+    return next((name for name, t in _TYPES if isinstance(value, t)), type(value).__name__)
+
+def _walk(d: dict, prefix=""):
+    for k, v in d.items():
+        yield f"{prefix}{k}", v
+        if isinstance(v, dict): yield from _walk(v, f"{prefix}{k}.")
+
+def setting_types(table: dict, where="profiles") -> dict:
+    "Every setting of a profile file (dotted keys, sections included) -> the set of types it has across its profiles."
+    types = {}
+    for name in table:
+        for key, v in _walk(resolve_profile(table, name, where)):
+            types.setdefault(key, set()).add(setting_type(v))
+    return types
+
+# %% ../nbs/00_core.ipynb #c073
+def closest_settings(key: str, known, n=3) -> list:
+    "The settings in `known` nearest to a mistyped `key`: by the whole dotted name, then by its last part (`lr` -> `train.lr`)."
+    import difflib
+    known = list(known)
+    whole = difflib.get_close_matches(key, known, n=n, cutoff=0.6)
+    tail = key.rsplit(".", 1)[-1]
+    by_tail = [k for k in known if difflib.SequenceMatcher(None, tail, k.rsplit(".", 1)[-1]).ratio() >= 0.8]
+    return list(dict.fromkeys(whole + sorted(by_tail, key=len)))[:n]
+
+# %% ../nbs/00_core.ipynb #c076
+def check_setting(key: str, value, types: dict, where="profile"):
+    "`value` if setting `key` takes its type (an int where a float is goes in as a float), else a `ValueError`."
+    if key not in types:
+        close = closest_settings(key, types)
+        hint = f"; closest: {', '.join(close)}" if close else f"; settings: {', '.join(sorted(types))}"
+        raise ValueError(f"{key}: not a setting of {where}{hint}")
+    allowed, got = types[key], setting_type(value)
+    if allowed == {"null"}: return value  # null in every profile: a value to give (a folder, a model)
+    if got == "mapping" and "mapping" in allowed:
+        return {k: check_setting(f"{key}.{k}", v, types, where) for k, v in value.items()}
+    if got == "int" and "int" not in allowed and "float" in allowed: return float(value)
+    if got not in allowed:
+        raise ValueError(f"{key}: expected {' or '.join(sorted(allowed))} (its type in the {where} profiles), "
+                         f"got {value!r} ({got})")
+    return value
+
+def _set_dotted(d: dict, key: str, value):
+    *parents, last = key.split(".")
+    for p in parents:
+        if not isinstance(d.get(p), dict): d[p] = {}
+        d = d[p]
+    d[last] = deep_merge(d[last], value) if isinstance(value, dict) and isinstance(d.get(last), dict) else value
+
+def apply_overrides(params: dict, overrides, types: dict, where="profile") -> dict:
+    "A copy of `params` with `overrides` ({dotted key: value}) checked by `check_setting` and applied."
+    out = copy.deepcopy(params)
+    for key, value in (overrides or {}).items(): _set_dotted(out, key, check_setting(key, value, types, where))
+    return out
+
+# %% ../nbs/00_core.ipynb #c081
+def load_profile(experiment: str, profile: str, overrides=None) -> dict:
+    "The settings of `experiment` under `profile` (a nested dict), with `overrides` ({dotted key: value}) checked and applied."
+    if profile not in PROFILES:
+        note = "; base holds the defaults and is not a profile to run" if profile == BASE_PROFILE else ""
+        raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}{note}")
+    table = profile_table(experiment)
+    params = resolve_profile(table, profile, experiment)
+    return apply_overrides(params, overrides, setting_types(table, experiment), experiment)
+
+# %% ../nbs/00_core.ipynb #c083
 def runs_root() -> Path:
     "Where runs go: `$PROGRESSIVE_IR_RUNS`, else `runs/` in the checkout (or the current folder)."
     env = os.environ.get("PROGRESSIVE_IR_RUNS")
@@ -512,3 +688,18 @@ def runs_root() -> Path:
 def run_dir(experiment: str, profile: str) -> Path:
     "The output folder of `experiment` under `profile`: `runs/<profile>/<experiment>`."
     return runs_root() / profile / experiment
+
+# %% ../nbs/00_core.ipynb #c086
+def keyword_settings(fn, settings: dict, what: str, off=None) -> dict:
+    "The `settings` that `fn` takes as keywords; one it lacks is a `NotImplementedError` unless it is off."
+    import inspect
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()): return dict(settings)
+    off = off or {}
+    kept = {k: v for k, v in settings.items() if k in params}
+    lacking = [k for k, v in settings.items() if k not in params and v not in (None, False) and v != off.get(k, None)]
+    if lacking:
+        raise NotImplementedError(f"{', '.join(what + '.' + k for k in lacking)}: {fn.__name__} does not take "
+                                  f"{'this setting' if len(lacking) == 1 else 'these settings'} yet; leave "
+                                  f"{'it' if len(lacking) == 1 else 'them'} at the default")
+    return kept
