@@ -347,6 +347,7 @@ def _plain_tensors(tensors: dict) -> dict:
         out[k] = t
     return out
 
+# %% ../nbs/09_train.ipynb #c021g2
 def save_optimizer_state(optimizer, path) -> Path:
     "Write `optimizer.state_dict()` to `path`: tensors as safetensors, the rest as JSON metadata."
     from safetensors.torch import save_file
@@ -366,6 +367,7 @@ def save_optimizer_state(optimizer, path) -> Path:
         save_file(_plain_tensors(tensors), str(tmp), metadata={"optimizer": meta})
     return Path(path)
 
+# %% ../nbs/09_train.ipynb #c021g4
 def _as_live_types(saved: dict, live: dict) -> dict:
     "`saved` (a parameter group read from JSON) with lists made tuples again where `live` has tuples."
     out = {}
@@ -431,6 +433,7 @@ def write_manifest(folder) -> dict:
     write_json(manifest, folder / MANIFEST_NAME)
     return manifest
 
+# %% ../nbs/09_train.ipynb #c021l2
 def _legacy_note(folder: Path) -> str:
     "What an older checkpoint folder (Accelerate's pickles, no manifest) holds, and what to do."
     found = sorted({p.name for pattern in _LEGACY for p in folder.glob(pattern)})
@@ -562,6 +565,7 @@ def _accelerator(cfg: TrainConfig):
                                   "hold whole states: launch with plain data parallelism (DDP)")
     return acc
 
+# %% ../nbs/09_train.ipynb #c026a2
 def _set_epoch(epoch, *objs):
     "Tell every object that has `set_epoch` (samplers, datasets) the epoch."
     for o in objs:
@@ -638,10 +642,10 @@ def _check_fit_args(model, train_data, step_fn, cfg, batch_size) -> TrainConfig:
                          f"batch_size={batch_size}")
     return cfg
 
+# %% ../nbs/09_train.ipynb #c026e2
 def _setup(model, train_data, step_fn, cfg, eval_fn, collate_fn, batch_size, shuffle, num_workers
            ) -> _Run:
     "Accelerator, data loader, optimizer and schedule of a run, prepared by Accelerate."
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)  # global RNGs (step functions draw noise); resuming restores them
     acc = _accelerator(cfg)
     if acc.device.type == "cuda":
@@ -688,6 +692,7 @@ def _loop_record(run: _Run) -> dict:
                 accelerator_step=run.acc.step, config=run.cfg.to_dict(),
                 scheduler=run.scheduler.state_dict(), scaler=scaler, loop=s.state_dict())
 
+# %% ../nbs/09_train.ipynb #c027b2
 def _save_checkpoint(run: _Run) -> Path:
     "Write `checkpoints/step_<N>` (temporary folder, manifest, rename) and prune old ones."
     from safetensors.torch import save_file
@@ -749,6 +754,7 @@ def _check_model_tensors(tensors: dict, run: _Run, path: Path):
                          f"{unexpected[:5]}, other shapes {shapes[:5]}): resume with the model the "
                          "checkpoint was written for")
 
+# %% ../nbs/09_train.ipynb #c027e2
 def _load_checkpoint(run: _Run, folder: Path):
     "Read and check every part of the checkpoint `folder`, then restore the run from it."
     acc = run.acc
@@ -775,6 +781,7 @@ def _load_checkpoint(run: _Run, folder: Path):
     acc.step = rec["accelerator_step"]
     set_rng_states(rng, str(rng_path))
 
+# %% ../nbs/09_train.ipynb #c027e4
 def _resume(run: _Run):
     "Find the checkpoint `cfg.resume` asks for, report damaged ones passed over, restore the run."
     folder, skipped = find_resume_checkpoint(run.cfg)
@@ -829,6 +836,7 @@ def _log_train(run: _Run, lr: float):
     run.state.pending = {}
     run.bar.set_postfix(loss=f"{row['loss']:.4g}")
 
+# %% ../nbs/09_train.ipynb #c030b2
 def _evaluate(run: _Run, kind: str = "eval") -> dict:
     "Run `eval_fn` in eval mode without gradients; append and return its row."
     run.model.eval()
@@ -848,6 +856,7 @@ def _write_logs(run: _Run, curves: bool = False):
         if curves:
             plot_curves(run.state.history, Path(run.cfg.out_dir) / "curves.png")
 
+# %% ../nbs/09_train.ipynb #c030b4
 def _checkpoint(run: _Run):
     "Save a checkpoint and the history (the clock paused meanwhile)."
     run.state.train_time += _sync_time(run.acc, run.t0)
@@ -940,6 +949,7 @@ def _save_trainable(acc, model, folder):
             save_file(_plain_tensors(sd), str(tmp))
     acc.wait_for_everyone()
 
+# %% ../nbs/09_train.ipynb #c030f2
 def _finish(run: _Run) -> dict:
     "Final validation and weights of a complete run; logs; the result of `fit`."
     state, acc = run.state, run.acc
@@ -1141,6 +1151,7 @@ def read_history(path):
         raise FileNotFoundError(f"{path}: no history (not a finished run folder?)")
     return pd.read_csv(path)
 
+# %% ../nbs/09_train.ipynb #c057b
 def _official_record(path, info, model: nn.Module) -> dict:
     "What `load_official_checkpoint` did (its info, read defensively): the starting model's record."
     info = info if isinstance(info, dict) else {}
@@ -1159,6 +1170,7 @@ def _official_record(path, info, model: nn.Module) -> dict:
                 loaded=loaded, expected=expected, skipped=len(not_loaded),
                 not_loaded=not_loaded[:20], kind=info.get("kind"), label=label)
 
+# %% ../nbs/09_train.ipynb #c057d
 def _stand_in(config, train_pairs, cfg, patch, batch_size, repeats) -> tuple:
     "Train (or reload) the stand-in starting model in `cfg.out_dir/model`: the model, its record."
     folder = Path(cfg.out_dir) / "model"
@@ -1223,6 +1235,7 @@ def regime_model(start: PromptIR, regime: str, light_config: PromptIRConfig | No
     return model, dict(copied=len(report["copied"]), resized=report["resized"],
                        not_copied=report["not_copied"], checkpointed_blocks=len(names))
 
+# %% ../nbs/09_train.ipynb #c061e
 def count_parameters(model: nn.Module) -> dict:
     "Total and trainable parameter counts."
     return dict(params=sum(p.numel() for p in model.parameters()),
@@ -1284,6 +1297,7 @@ def _peak_rss(reset: bool) -> int:
                 return int(line.split()[1]) * 1024
     return _peak_memory(torch.device("cpu"))[0]
 
+# %% ../nbs/09_train.ipynb #c065c2
 def _train_steps(model, batch: dict, steps: int, amp=None):
     "`steps` plain AdamW steps of `l1_step` on one batch (autocast to `amp` if given)."
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -1319,6 +1333,7 @@ def _memory_probe(spec: dict) -> dict:
     return dict(measured=max(0, peak - baseline), baseline_rss=baseline, peak_rss=peak,
                 computed=computed["total"], computed_parts=computed, method=method)
 
+# %% ../nbs/09_train.ipynb #c065c4
 def measure_training_memory(config: PromptIRConfig, regime: str, batch_size: int, size,
                             steps: int = 3,
                             mixed_precision: str = "no", light_config: PromptIRConfig | None = None,
