@@ -287,7 +287,8 @@ def _rng_problems(states) -> list:
         return ["not a JSON object"]
     problems = []
     py, npy, th = states.get("python"), states.get("numpy"), states.get("torch")
-    if not (isinstance(py, list) and len(py) == 3 and _is_list(py[1], 625)):
+    if not (isinstance(py, list) and len(py) == 3 and _is_list(py[1], 625)
+            and all(isinstance(v, int) for v in py[1])):
         problems.append("python: expected [version, 625 integers, gauss]")
     if not (isinstance(npy, list) and len(npy) == 5 and _is_list(npy[1], 624)):
         problems.append("numpy: expected ['MT19937', 624 integers, pos, has_gauss, cached]")
@@ -314,7 +315,10 @@ def set_rng_states(states: dict, source: str = "rng states"):
                 for h in states.get("cuda", [])]
     except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"{source}: damaged random-generator states ({e})") from None
-    random.setstate((py[0], tuple(py[1]), py[2]))
+    try:  # first: if Python refuses the state, nothing has changed yet
+        random.setstate((py[0], tuple(py[1]), py[2]))
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{source}: damaged random-generator states (python: {e})") from None
     np.random.set_state(np_state)
     torch.set_rng_state(torch_state)
     if cuda and torch.cuda.is_available():
@@ -377,6 +381,10 @@ def _as_live_types(saved: dict, live: dict) -> dict:
 
 def load_optimizer_state(optimizer, path):
     "Load a state written by `save_optimizer_state` into `optimizer` (with the same parameters)."
+    optimizer.load_state_dict(_read_optimizer_state(optimizer, path))
+
+def _read_optimizer_state(optimizer, path) -> dict:
+    "The state dict saved in `path`, checked against `optimizer` (which it does not change)."
     tensors, meta = _read_safetensors(path)
     try:
         info = json.loads(meta["optimizer"])
@@ -390,7 +398,7 @@ def load_optimizer_state(optimizer, path):
         raise DamagedCheckpoint(f"{path}: not an optimizer state written by this loop ({e})"
                                 ) from None
     _check_optimizer_fits(optimizer, info["param_groups"], state, path)
-    optimizer.load_state_dict(dict(state=state, param_groups=groups))
+    return dict(state=state, param_groups=groups)
 
 def _check_optimizer_fits(optimizer, saved_groups: list, state: dict, path):
     "Raise a `ValueError` naming `path` unless saved groups and state fit `optimizer`'s parameters."
@@ -631,6 +639,9 @@ class _Run:
 # %% ../nbs/09_train.ipynb #c026e
 def _check_fit_args(model, train_data, step_fn, cfg, batch_size) -> TrainConfig:
     "The `TrainConfig` of `cfg` (a dict is converted), or an error naming the argument that cannot be."
+    if not isinstance(cfg, (TrainConfig, dict)):
+        raise ValueError(f"cfg: expected a TrainConfig or a dict of its fields, "
+                         f"got {type(cfg).__name__}")
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     if not callable(step_fn):
         raise ValueError("step_fn: expected a callable (model, batch, accelerator) -> loss")
@@ -729,10 +740,13 @@ def _prune_checkpoints(cfg: TrainConfig):
 # %% ../nbs/09_train.ipynb #c027e
 def _read_loop_record(folder: Path, run: _Run) -> dict:
     "`train_state.json` of `folder`, checked against this run (format, processes, batch size)."
-    rec = read_json(folder / "train_state.json")
-    if not isinstance(rec, dict) or rec.get("format") != CHECKPOINT_FORMAT:
-        raise DamagedCheckpoint(f"{folder / 'train_state.json'}: not a loop record of format "
-                                f"{CHECKPOINT_FORMAT}")
+    path = folder / "train_state.json"
+    rec = read_json(path)
+    needed = ("num_processes", "batch_size", "accelerator_step", "scheduler", "scaler", "loop")
+    ok = isinstance(rec, dict) and rec.get("format") == CHECKPOINT_FORMAT
+    ok = ok and all(k in rec for k in needed) and isinstance(rec["loop"], dict)
+    if not ok or set(rec["loop"]) != set(vars(TrainState())):
+        raise DamagedCheckpoint(f"{path}: not a loop record of format {CHECKPOINT_FORMAT}")
     n, here = rec["num_processes"], run.acc.num_processes
     if n != here:
         raise ValueError(f"resume: {folder} was written by {n} process(es), this run has {here}: "
@@ -767,13 +781,15 @@ def _load_checkpoint(run: _Run, folder: Path):
                                 f"({'; '.join(rng_problems)})")
     tensors, _ = _read_safetensors(folder / "model.safetensors")
     _check_model_tensors(tensors, run, folder / "model.safetensors")
+    optimizer_state = _read_optimizer_state(run.optimizer, folder / "optimizer.safetensors")
     extra = unlisted_files(folder)
     if extra and acc.is_main_process:
         warnings.warn(f"resume: {folder} also holds {extra}, which this loop does not write; "
                       "not read")
+    # everything is read and checked: now the run changes
     unwrapped = acc.unwrap_model(run.model)
     unwrapped.load_state_dict(tensors, strict=not run.cfg.trainable_only)
-    load_optimizer_state(run.optimizer, folder / "optimizer.safetensors")
+    run.optimizer.load_state_dict(optimizer_state)
     run.scheduler.load_state_dict(rec["scheduler"])
     if acc.scaler is not None and rec["scaler"]:
         acc.scaler.load_state_dict(rec["scaler"])
@@ -1152,23 +1168,31 @@ def read_history(path):
     return pd.read_csv(path)
 
 # %% ../nbs/09_train.ipynb #c057b
+def _count(value):
+    "A count from a load report: an int as it is, a collection's length, else None."
+    if isinstance(value, (list, tuple, set, dict)):
+        return len(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
 def _official_record(path, info, model: nn.Module) -> dict:
     "What `load_official_checkpoint` did (its info, read defensively): the starting model's record."
     info = info if isinstance(info, dict) else {}
-    expected = info.get("in_model", len(model.state_dict()))
-    loaded = info.get("loaded")
-    not_loaded = list(info.get("not_loaded", []))
+    expected = _count(info.get("in_model")) or len(model.state_dict())
+    loaded = _count(info.get("loaded"))
+    names = info.get("not_loaded")
+    not_loaded = [str(n) for n in names] if isinstance(names, (list, tuple, set)) else []
     if not isinstance(loaded, int) or loaded <= 0:
         raise ValueError(f"official_checkpoint: {path} loaded none of the model's {expected} "
                          f"tensors (load report: {info}); it is not a checkpoint of this PromptIR "
                          "configuration")
-    complete = loaded >= expected and not not_loaded
+    skipped = _count(names) if names is not None else max(0, expected - loaded)
+    complete = loaded >= expected and not skipped
     label = ("the authors' all-in-one checkpoint" if complete else
              f"the authors' checkpoint, partially loaded ({loaded} of {expected} tensors; "
-             f"{len(not_loaded)} kept their random initialisation)")
+             f"{skipped} kept their random initialisation)")
     return dict(source="official" if complete else "official (partial)", path=str(path),
-                loaded=loaded, expected=expected, skipped=len(not_loaded),
-                not_loaded=not_loaded[:20], kind=info.get("kind"), label=label)
+                loaded=loaded, expected=expected, skipped=skipped, not_loaded=not_loaded[:20],
+                kind=info.get("kind"), label=label)
 
 # %% ../nbs/09_train.ipynb #c057d
 def _stand_in(config, train_pairs, cfg, patch, batch_size, repeats) -> tuple:

@@ -91,6 +91,20 @@ def test_garbage_with_a_forged_manifest_is_refused_by_the_loader(interrupted, na
     refuse(out, DamagedCheckpoint, rf"{name}: not a readable safetensors file", resume=str(ckpt))
 
 
+def test_a_failed_resume_leaves_the_model_unchanged(interrupted):
+    "Everything is read and checked before the model is touched: a bad optimizer state changes no weight."
+    out, ckpt = interrupted
+    (ckpt / "optimizer.safetensors").write_bytes(b"\x00garbage" * 50)
+    write_manifest(ckpt)
+    torch.manual_seed(1)
+    model = TinyRestorer(dropout=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(out, epochs=2, checkpoint_every=2, progress=False, cpu=True, resume=str(ckpt))
+    with pytest.raises(DamagedCheckpoint, match="optimizer.safetensors"):
+        fit(model, RandomPatches(noisy_pairs(8), patch=8, seed=0), l1_step, cfg, batch_size=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_damaged_rng_state_with_a_forged_manifest_is_refused(interrupted):
     out, ckpt = interrupted
     rng = json.loads((ckpt / "rng_state_0.json").read_text())
@@ -99,6 +113,15 @@ def test_damaged_rng_state_with_a_forged_manifest_is_refused(interrupted):
     write_manifest(ckpt)
     refuse(out, DamagedCheckpoint, r"rng_state_0.json: damaged random-generator states \(torch: expected",
            resume=str(ckpt))
+
+
+def test_edited_loop_record_with_a_forged_manifest_is_refused(interrupted):
+    out, ckpt = interrupted
+    record = json.loads((ckpt / "train_state.json").read_text())
+    record["loop"]["stepp"] = record["loop"].pop("step")
+    (ckpt / "train_state.json").write_text(json.dumps(record))
+    write_manifest(ckpt)
+    refuse(out, DamagedCheckpoint, r"train_state.json: not a loop record", resume=str(ckpt))
 
 
 def test_missing_rng_state_of_a_process_is_named(interrupted):
@@ -212,6 +235,13 @@ def tiny_fit_dict(out_dir, **kw):
     data = RandomPatches(noisy_pairs(8), patch=8, seed=0)
     settings = dict(dict(out_dir=str(out_dir), cpu=True, progress=False), **kw)
     return fit(TinyRestorer(), data, l1_step, settings, batch_size=2)
+
+
+def test_cfg_of_another_type(tmp_path):
+    data = RandomPatches(noisy_pairs(8), patch=8, seed=0)
+    with pytest.raises(ValueError, match=r"^cfg: expected a TrainConfig or a dict of its fields, got str"):
+        fit(TinyRestorer(), data, l1_step, str(tmp_path / "run"), batch_size=2)
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_out_dir_and_unknown_setting(tmp_path):
