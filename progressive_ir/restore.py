@@ -27,12 +27,12 @@ from .sources import IMAGE_SUFFIXES, image_folder
 __all__ = ['DEFAULT_WORK_SIZE', 'LORA_WEIGHTS', 'BASE_KEYS', 'OUTPUT_SIZES', 'OFFLINE_NOTE', 'LOSSLESS', 'SCORE_KEYS',
            'PRECISIONS', 'DTYPES', 'IMAGE_FLAGS', 'VIDEO_FLAGS', 'RESTORE_EXAMPLES', 'file_digest', 'check_outputs',
            'staged_files', 'size_rule', 'fit_size', 'to_canvas', 'from_canvas', 'lora_record', 'BaseModelWarning',
-           'base_name', 'choose_base', 'lora_misfits', 'check_lora_fits', 'base_transformer', 'LoraPipeline',
-           'open_lora_pipeline', 'accepted_frames', 'check_frames', 'image_options', 'image_prompt', 'image_trajectory',
-           'image_outputs', 'save_gif', 'save_strip', 'image_inputs', 'random_weights_label', 'restore_image',
-           'video_source', 'video_codec', 'video_output', 'video_plan', 'iter_frames', 'frame_batches', 'frame_writer',
-           'RestoreWarning', 'open_restorer', 'frame_scores', 'write_scores', 'video_options', 'restore_video',
-           'add_restore_parser', 'run_restore', 'main']
+           'base_name', 'choose_base', 'lora_misfits', 'check_lora_fits', 'base_transformer', 'resolve_base',
+           'LoraPipeline', 'open_lora_pipeline', 'accepted_frames', 'check_frames', 'image_options', 'image_prompt',
+           'image_trajectory', 'image_outputs', 'save_gif', 'save_strip', 'image_inputs', 'random_weights_label',
+           'restore_image', 'video_source', 'video_codec', 'video_output', 'video_plan', 'iter_frames', 'frame_batches',
+           'frame_writer', 'RestoreWarning', 'open_restorer', 'frame_scores', 'write_scores', 'video_options',
+           'restore_video', 'add_restore_parser', 'run_restore', 'main']
 
 # %% ../nbs/12_restore.ipynb #c006
 def file_digest(path, chunk: int = 1 << 20) -> str:
@@ -390,6 +390,15 @@ def base_transformer(base: dict):
         return None
 
 # %% ../nbs/12_restore.ipynb #c045
+def resolve_base(base: dict, dtype=None, scheduler=None) -> dict:
+    "`base` with the seed of a random preset, the dtype and the sampler it will be loaded with."
+    preset = base.get("preset")
+    if dtype is None:  # cogvideo.load_pipeline's default: float32 for the tiny preset, else bfloat16
+        dtype = torch.float32 if preset == "tiny" else torch.bfloat16
+    seed = (base.get("seed") or 0) if preset else None
+    name = str(dtype).removeprefix("torch.")
+    return dict(base, seed=seed, dtype=name, scheduler=scheduler or "the model's")
+
 @dataclasses.dataclass
 class LoraPipeline:
     "A CogVideoX image-to-video pipeline with a restoration LoRA loaded, and their records."
@@ -397,24 +406,28 @@ class LoraPipeline:
     base: dict
     lora: dict
 
+def _load_lora_pipeline(record: dict, base: dict, device=None, offload: bool = False,
+                        vae_slicing: bool = True, vae_tiling: bool = False) -> LoraPipeline:
+    "Check the LoRA of `record` against `base` (resolved), load both."
+    meta = base_transformer(base)
+    if meta is not None:
+        check_lora_fits(meta, record, base)
+    scheduler = None if base["scheduler"] == "the model's" else base["scheduler"]
+    pipe = cogvideo.load_pipeline(model=base["model"], preset=base["preset"],
+                                  dtype=getattr(torch, base["dtype"]), device=device, offload=offload,
+                                  vae_slicing=vae_slicing, vae_tiling=vae_tiling, scheduler=scheduler,
+                                  seed=base["seed"] or 0)
+    check_lora_fits(pipe.transformer, record, base)
+    cogvideo.load_lora(pipe, record["path"])
+    return LoraPipeline(pipe, base, record)
+
 def open_lora_pipeline(lora, model=None, preset=None, device=None, dtype=None,
                        offload: bool = False, vae_slicing: bool = True, vae_tiling: bool = False,
                        scheduler=None) -> LoraPipeline:
     "The base model of the LoRA `lora` (recorded, or `model`/`preset`) with the LoRA loaded."
     record = lora_record(lora)
-    base = choose_base(record, model, preset)
-    meta = base_transformer(base)
-    if meta is not None:
-        check_lora_fits(meta, record, base)
-    seed = base.get("seed") or 0
-    pipe = cogvideo.load_pipeline(model=base["model"], preset=base["preset"], dtype=dtype,
-                                  device=device, offload=offload, vae_slicing=vae_slicing,
-                                  vae_tiling=vae_tiling, scheduler=scheduler, seed=seed)
-    check_lora_fits(pipe.transformer, record, base)
-    cogvideo.load_lora(pipe, record["path"])
-    dtype_name = str(pipe.transformer.dtype).removeprefix("torch.")
-    base = dict(base, seed=seed if base["preset"] else None, dtype=dtype_name)
-    return LoraPipeline(pipe, base, record)
+    base = resolve_base(choose_base(record, model, preset), dtype, scheduler)
+    return _load_lora_pipeline(record, base, device, offload, vae_slicing, vae_tiling)
 
 # %% ../nbs/12_restore.ipynb #c050
 def accepted_frames(pipe) -> list:
@@ -575,12 +588,11 @@ def _prompt_setting(prompting: dict):
         return dict(scene=[_name_of(prompting["captioner"]), _name_of(prompting["refiner"])])
     return "uniform"
 
-def _image_settings(lp: LoraPipeline, src, opts: dict, prompting: dict) -> dict:
+def _image_settings(base: dict, lora: dict, src, opts: dict, prompting: dict) -> dict:
     "Everything the outputs of one input depend on; a rerun with equal settings skips it."
-    base = {k: lp.base.get(k) for k in ("model", "preset", "seed", "dtype")}
-    return _plain(dict(input=_input_id(src), base=base, lora=lp.lora["sha1"],
-                       prompt=_prompt_setting(prompting), scheduler=type(lp.pipe.scheduler).__name__,
-                       **opts))
+    base = {k: base.get(k) for k in ("model", "preset", "seed", "dtype", "scheduler")}
+    return _plain(dict(input=_input_id(src), base=base, lora=lora["sha1"],
+                       prompt=_prompt_setting(prompting), **opts))
 
 # %% ../nbs/12_restore.ipynb #c071
 def _device_name(device) -> str:
@@ -614,10 +626,11 @@ def _image_record(lp, name, img, prompt, fit, restored, settings, paths, seconds
     lora = {k: lp.lora[k] for k in ("path", "sha1", "rank", "alpha", "targets", "train_size")}
     sizes = dict(input=_wh(img), work_size=settings["work_size"], content=list(fit["content"]),
                  canvas=list(fit["canvas"]), pad=list(fit["pad"]), output=_wh(restored))
-    sampling = {k: settings[k] for k in ("seed", "steps", "guidance", "frames", "fps", "scheduler")}
+    sampling = {k: settings[k] for k in ("seed", "steps", "guidance", "frames", "fps")}
     outputs = {k: p.name for k, p in paths.items() if k != "record"}
     return dict(name=name, input=settings["input"], task=settings["task"], prompt=prompt,
-                base_model=lp.base, lora=lora, **sampling, sizes=sizes, outputs=outputs,
+                base_model=lp.base, lora=lora, **sampling, scheduler=type(lp.pipe.scheduler).__name__,
+                sizes=sizes, outputs=outputs,
                 label=random_weights_label(lp.base), settings=settings, commit=git_commit(),
                 device=_device_name(lp.pipe._execution_device), versions=_versions(),
                 seconds=round(seconds, 2), finished=_now())
@@ -635,15 +648,23 @@ def _write_image_outputs(paths: dict, traj, restored, record: dict, fps: int):
         save_strip(traj, stage / paths["strip"].name)
         write_json(record, stage / paths["record"].name)
 
-def _restore_image_one(lp, name, src, out_dir, opts, prompting, overwrite, progress) -> dict:
-    "Restore one input, or skip it when its outputs exist with the same settings; its record."
+def _image_job(name, src, out_dir, base, lora, opts, prompting, overwrite) -> dict:
+    "One input's outputs, settings and state ('done', 'new', 'replace'; an error if in the way)."
     paths = image_outputs(out_dir, name)
-    settings = _image_settings(lp, src, opts, prompting)
+    settings = _image_settings(base, lora, src, opts, prompting)
     outputs = [p for k, p in paths.items() if k != "record"]
-    if check_outputs(outputs, paths["record"], settings, overwrite) == "done":
-        return dict(read_json(paths["record"]), status="skipped", record=str(paths["record"]))
+    state = check_outputs(outputs, paths["record"], settings, overwrite)
+    return dict(name=name, src=src, paths=paths, settings=settings, state=state)
+
+def _skipped(job: dict) -> dict:
+    record = job["paths"]["record"]
+    return dict(read_json(record), status="skipped", record=str(record))
+
+def _restore_image_one(lp: LoraPipeline, job: dict, opts: dict, prompting: dict, progress) -> dict:
+    "Restore the input of `job`; its record."
+    name, paths, settings = job["name"], job["paths"], job["settings"]
     t0 = time.time()
-    img = _load_input(src, name)
+    img = _load_input(job["src"], name)
     prompt = image_prompt(img, opts["task"], **prompting)
     fit = fit_size(img.shape[-1], img.shape[-2], opts["work_size"], **size_rule(lp.pipe))
     traj = image_trajectory(lp.pipe, img, prompt["text"], fit, opts["frames"], opts["steps"],
@@ -665,15 +686,23 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
     from tqdm.auto import tqdm
     inputs = image_inputs(images)
     opts = image_options(task, prompt, scene, steps, guidance, seed, fps, work_size, output_size)
+    opts["frames"] = _check_number(frames, "frames", 1, True)
     prompting = dict(prompt=prompt, scene=scene, captioner=captioner, refiner=refiner)
-    lp = lora if isinstance(lora, LoraPipeline) else open_lora_pipeline(
-        lora, model, preset, device, dtype, offload, vae_slicing, vae_tiling, scheduler)
-    opts["frames"] = check_frames(frames, lp.pipe)
-    opts["work_size"] = list(opts["work_size"] or lp.lora["train_size"] or DEFAULT_WORK_SIZE)
+    given = lora if isinstance(lora, LoraPipeline) else None
+    record = given.lora if given else lora_record(lora)
+    base = given.base if given else resolve_base(choose_base(record, model, preset), dtype, scheduler)
+    opts["work_size"] = list(opts["work_size"] or record["train_size"] or DEFAULT_WORK_SIZE)
+    jobs = [_image_job(n, s, Path(out_dir), base, record, opts, prompting, overwrite)
+            for n, s in inputs.items()]
+    lp = given
+    if lp is None and any(j["state"] != "done" for j in jobs):
+        lp = _load_lora_pipeline(record, base, device, offload, vae_slicing, vae_tiling)
+    if lp is not None:
+        check_frames(frames, lp.pipe)
     records = []
-    for name, src in tqdm(inputs.items(), desc="restore", unit="image", disable=not progress):
-        rec = _restore_image_one(lp, name, src, Path(out_dir), opts, prompting, overwrite, progress)
-        records.append(rec)
+    for job in tqdm(jobs, desc="restore", unit="image", disable=not progress):
+        done = job["state"] == "done"
+        records.append(_skipped(job) if done else _restore_image_one(lp, job, opts, prompting, progress))
     return records
 
 # %% ../nbs/12_restore.ipynb #c083
