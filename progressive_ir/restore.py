@@ -26,8 +26,8 @@ from .sources import IMAGE_SUFFIXES, image_folder
 # %% auto #0
 __all__ = ['DEFAULT_WORK_SIZE', 'LORA_WEIGHTS', 'BASE_KEYS', 'OUTPUT_SIZES', 'OFFLINE_NOTE', 'LOSSLESS', 'SCORE_KEYS',
            'PRECISIONS', 'DTYPES', 'IMAGE_FLAGS', 'VIDEO_FLAGS', 'RESTORE_EXAMPLES', 'file_digest', 'check_outputs',
-           'staged_files', 'size_rule', 'fit_size', 'to_canvas', 'from_canvas', 'lora_record', 'BaseModelWarning',
-           'base_name', 'choose_base', 'lora_misfits', 'check_lora_fits', 'base_transformer', 'resolve_base',
+           'staged_files', 'size_rule', 'fit_size', 'to_canvas', 'from_canvas', 'lora_record', 'base_name',
+           'BaseModelWarning', 'choose_base', 'lora_misfits', 'check_lora_fits', 'base_transformer', 'resolve_base',
            'LoraPipeline', 'open_lora_pipeline', 'accepted_frames', 'check_frames', 'image_options', 'image_prompt',
            'image_trajectory', 'image_outputs', 'save_gif', 'save_strip', 'image_inputs', 'random_weights_label',
            'restore_image', 'video_source', 'video_codec', 'video_output', 'video_plan', 'iter_frames', 'frame_batches',
@@ -55,14 +55,18 @@ def _recorded_settings(record: Path):
     except (ValueError, FileNotFoundError, AttributeError):
         return None
 
+def _present(path: Path) -> bool:
+    "A file, or a folder with something in it (an empty folder made for the output is no output)."
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
 def check_outputs(outputs, record, settings, overwrite: bool = False) -> str:
     "'done' (`record` holds `settings`, all `outputs` exist), 'new', or 'replace' (`overwrite`)."
     outputs = [Path(p) for p in outputs]
     record = Path(record)
-    if record.is_file() and all(p.exists() for p in outputs):
+    if record.is_file() and all(_present(p) for p in outputs):
         if _recorded_settings(record) == _plain(settings):
             return "done"
-    existing = [p for p in [*outputs, record] if p.exists()]
+    existing = [p for p in [*outputs, record] if _present(p)]
     if not existing:
         return "new"
     if overwrite:
@@ -147,13 +151,14 @@ def to_canvas(img, fit) -> torch.Tensor:
     x = _pad_side(x, (left, right, 0, 0), x.shape[-1])
     return _pad_side(x, (0, 0, top, bottom), x.shape[-2])
 
+# %% ../nbs/12_restore.ipynb #c023
 def from_canvas(frames, fit) -> torch.Tensor:
     "The content region of canvas-sized frames `[...,3,H,W]` (the padding cut off)."
     left, top, _, _ = fit["pad"]
     w, h = fit["content"]
     return frames[..., top:top + h, left:left + w]
 
-# %% ../nbs/12_restore.ipynb #c024
+# %% ../nbs/12_restore.ipynb #c026
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 BASE_KEYS = ("base_model", "base", "base_model_name_or_path")
 _LORA_HINT = "written by cogvideo.save_lora, e.g. runs/<profile>/05_cogvideo_train/uniform/lora"
@@ -163,10 +168,11 @@ def _lora_files(path) -> tuple:
     path = Path(path)
     folder = path.parent if path.is_file() and path.name == LORA_WEIGHTS else path
     if not folder.is_dir():
-        raise FileNotFoundError(f"{path}: no such LoRA folder (expected a folder with {LORA_WEIGHTS}, "
-                                f"{_LORA_HINT})")
+        raise FileNotFoundError(f"{path}: no such LoRA folder (expected a folder with "
+                                f"{LORA_WEIGHTS}, {_LORA_HINT})")
     if not (folder / LORA_WEIGHTS).is_file():
-        raise FileNotFoundError(f"{folder}: no {LORA_WEIGHTS} here (expected a LoRA folder {_LORA_HINT})")
+        raise FileNotFoundError(f"{folder}: no {LORA_WEIGHTS} here (expected a LoRA folder "
+                                f"{_LORA_HINT})")
     return folder, folder / LORA_WEIGHTS
 
 def _lora_header(file: Path) -> tuple:
@@ -177,11 +183,12 @@ def _lora_header(file: Path) -> tuple:
             meta = f.metadata() or {}
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors reports every kind of damage as SafetensorError
-        raise ValueError(f"{file}: cannot read this LoRA file (truncated, damaged or not safetensors: "
-                         f"{e}); copy it again, or save it again with cogvideo.save_lora") from None
+        raise ValueError(f"{file}: cannot read this LoRA file (truncated, damaged or not "
+                         f"safetensors: {e}); copy it again, or save it again with "
+                         "cogvideo.save_lora") from None
     return meta, shapes
 
-# %% ../nbs/12_restore.ipynb #c026
+# %% ../nbs/12_restore.ipynb #c028
 def _lora_layers(shapes: dict, file: Path) -> dict:
     "Adapted module name -> (in_features, out_features, rank), from the lora_A / lora_B shapes."
     layers = {}
@@ -209,7 +216,7 @@ def _adapter_metadata(meta: dict) -> dict:
         return {}
     return {k.removeprefix("transformer."): v for k, v in raw.items()}
 
-# %% ../nbs/12_restore.ipynb #c028
+# %% ../nbs/12_restore.ipynb #c030
 def _json_or_none(path: Path):
     try:
         return read_json(path)
@@ -241,7 +248,7 @@ def _base_in(mapping) -> dict | None:
             return _base_from(mapping[key])
     return _base_from(mapping) if ("model" in mapping or "preset" in mapping) else None
 
-# %% ../nbs/12_restore.ipynb #c030
+# %% ../nbs/12_restore.ipynb #c032
 def _training_runs(folder: Path) -> list:
     "The run.json of the training run a LoRA folder is in (experiment 05: <run>/<prompts>/lora)."
     return [p for p in (folder.parent / "run.json", folder.parent.parent / "run.json") if p.is_file()]
@@ -282,7 +289,7 @@ def _trained_size(folder: Path):
             return found
     return None
 
-# %% ../nbs/12_restore.ipynb #c032
+# %% ../nbs/12_restore.ipynb #c034
 def lora_record(path) -> dict:
     "A LoRA folder's file, SHA-1, rank, alpha, targets, layers, base model and training size."
     folder, file = _lora_files(path)
@@ -294,13 +301,14 @@ def lora_record(path) -> dict:
                 alpha=adapter.get("lora_alpha"), targets=adapter.get("target_modules"), layers=layers,
                 base=_recorded_base(folder, meta, adapter), train_size=_trained_size(folder))
 
-# %% ../nbs/12_restore.ipynb #c036
-class BaseModelWarning(UserWarning):
-    "The base model asked for is not the one recorded with the LoRA."
-
+# %% ../nbs/12_restore.ipynb #c038
 def base_name(base: dict) -> str:
     "How a base model is named in messages: its hub id or folder, or `preset '<name>'`."
     return str(base["model"]) if base.get("model") else f"preset {base.get('preset')!r}"
+
+# %% ../nbs/12_restore.ipynb #c040
+class BaseModelWarning(UserWarning):
+    "The base model asked for is not the one recorded with the LoRA."
 
 def choose_base(record: dict, model=None, preset=None) -> dict:
     "The base model for a LoRA: `model` or `preset` when given, else the one recorded with it."
@@ -320,7 +328,7 @@ def choose_base(record: dict, model=None, preset=None) -> dict:
                       "checked against that model before loading", BaseModelWarning, stacklevel=2)
     return chosen
 
-# %% ../nbs/12_restore.ipynb #c038
+# %% ../nbs/12_restore.ipynb #c042
 def _width_and_blocks(layers: dict) -> str:
     "A LoRA's model in words: the width its attention layers take and the blocks it adapts."
     widths = sorted({fin for name, (fin, _, _) in layers.items() if "attn" in name}) or ["?"]
@@ -347,6 +355,7 @@ def lora_misfits(transformer, layers: dict) -> list:
                        "in this model")
     return bad
 
+# %% ../nbs/12_restore.ipynb #c044
 def check_lora_fits(transformer, record: dict, base: dict):
     "Raise a `ValueError` naming the LoRA's base model and `base` unless the LoRA fits `transformer`."
     bad = lora_misfits(transformer, record["layers"])
@@ -356,10 +365,10 @@ def check_lora_fits(transformer, record: dict, base: dict):
     raise ValueError(f"{record['path']}: this LoRA was made for {made_for} "
                      f"({_width_and_blocks(record['layers'])}), not for the base model "
                      f"{base_name(base)} ({_transformer_summary(transformer)}): {len(bad)} of its "
-                     f"{len(record['layers'])} layers do not fit (e.g. {bad[0]}); load it with the base "
-                     "model it was trained on (--model / --preset)")
+                     f"{len(record['layers'])} layers do not fit (e.g. {bad[0]}); load it with the "
+                     "base model it was trained on (--model / --preset)")
 
-# %% ../nbs/12_restore.ipynb #c042
+# %% ../nbs/12_restore.ipynb #c048
 def _base_transformer_config(base: dict) -> dict | None:
     "The transformer configuration of a base model, when it is on this machine."
     if base.get("preset"):
@@ -389,7 +398,7 @@ def base_transformer(base: dict):
     except (TypeError, ValueError):  # a configuration this diffusers does not know: check later
         return None
 
-# %% ../nbs/12_restore.ipynb #c045
+# %% ../nbs/12_restore.ipynb #c051
 def resolve_base(base: dict, dtype=None, scheduler=None) -> dict:
     "`base` with the seed of a random preset, the dtype and the sampler it will be loaded with."
     preset = base.get("preset")
@@ -399,6 +408,7 @@ def resolve_base(base: dict, dtype=None, scheduler=None) -> dict:
     name = str(dtype).removeprefix("torch.")
     return dict(base, seed=seed, dtype=name, scheduler=scheduler or "the model's")
 
+# %% ../nbs/12_restore.ipynb #c053
 @dataclasses.dataclass
 class LoraPipeline:
     "A CogVideoX image-to-video pipeline with a restoration LoRA loaded, and their records."
@@ -429,13 +439,14 @@ def open_lora_pipeline(lora, model=None, preset=None, device=None, dtype=None,
     base = resolve_base(choose_base(record, model, preset), dtype, scheduler)
     return _load_lora_pipeline(record, base, device, offload, vae_slicing, vae_tiling)
 
-# %% ../nbs/12_restore.ipynb #c050
+# %% ../nbs/12_restore.ipynb #c058
 def accepted_frames(pipe) -> list:
     "The frame counts the pipeline generates: 8k + 1, from 9 up to the model's `sample_frames`."
     step = 2 * pipe.vae_scale_factor_temporal
     top = max(pipe.transformer.config.sample_frames, step + 1)
     return list(range(step + 1, top + 1, step))
 
+# %% ../nbs/12_restore.ipynb #c060
 def check_frames(frames, pipe, name: str = "frames") -> int:
     "`frames` if the pipeline generates that many, else an error naming `name` and the choices."
     ok = accepted_frames(pipe)
@@ -444,7 +455,7 @@ def check_frames(frames, pipe, name: str = "frames") -> int:
                          f"up to the {ok[-1]} it was built for); got {frames!r}")
     return int(frames)
 
-# %% ../nbs/12_restore.ipynb #c052
+# %% ../nbs/12_restore.ipynb #c062
 def _check_number(value, name, minimum=0, integer=False):
     "`value` if it is a number (an int when `integer`) of at least `minimum`, else an error."
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
@@ -473,7 +484,7 @@ def image_options(task, prompt=None, scene=False, steps=50, guidance=6.0, seed=0
                 seed=_check_number(seed, "seed", 0, True), fps=_check_number(fps, "fps", 1, True),
                 output_size=output_size, work_size=work_size)
 
-# %% ../nbs/12_restore.ipynb #c055
+# %% ../nbs/12_restore.ipynb #c065
 OFFLINE_NOTE = ("no captioner was configured, so the scene prompt comes from the library's offline "
                 "fallback (a description measured from the image: brightness, colours, edges), not "
                 "from a vision-language model; pass --captioner MODEL (and --refiner MODEL, or set "
@@ -488,7 +499,7 @@ def image_prompt(img, task, prompt=None, scene=False, captioner=None, refiner=No
     found = scene_prompt(img, task, captioner, refiner)
     return dict(found, note=OFFLINE_NOTE if found["source"].startswith(OFFLINE_SOURCE) else None)
 
-# %% ../nbs/12_restore.ipynb #c058
+# %% ../nbs/12_restore.ipynb #c068
 def image_trajectory(pipe, img, prompt: str, fit: dict, frames: int = 9, steps: int = 50,
                      guidance: float = 6.0, seed: int = 0, progress: bool = False) -> torch.Tensor:
     "The trajectory `[T,3,h,w]` of `img` at the content size of `fit` (padded, cut back)."
@@ -497,7 +508,7 @@ def image_trajectory(pipe, img, prompt: str, fit: dict, frames: int = 9, steps: 
                                        guidance=guidance, seed=seed, progress=progress)
     return from_canvas(traj, fit).contiguous()
 
-# %% ../nbs/12_restore.ipynb #c061
+# %% ../nbs/12_restore.ipynb #c071
 def image_outputs(out_dir, name: str) -> dict:
     "The files `restore_image` writes for the input `name` in `out_dir`."
     d = Path(out_dir)
@@ -505,7 +516,7 @@ def image_outputs(out_dir, name: str) -> dict:
                 gif=d / f"{name}_trajectory.gif", strip=d / f"{name}_strip.png",
                 record=d / f"{name}.json")
 
-# %% ../nbs/12_restore.ipynb #c062
+# %% ../nbs/12_restore.ipynb #c072
 def save_gif(frames, path, fps: int = 5) -> Path:
     "Write frames `[T,3,H,W]` in [0,1] as a looping GIF at `fps` frames per second, atomically."
     images = [Image.fromarray(a) for a in to_uint8_hwc(check_video(frames))]
@@ -514,7 +525,7 @@ def save_gif(frames, path, fps: int = 5) -> Path:
                        duration=round(1000 / fps), loop=0)
     return Path(path)
 
-# %% ../nbs/12_restore.ipynb #c064
+# %% ../nbs/12_restore.ipynb #c074
 def save_strip(frames, path, thumb_height: int = 160) -> Path:
     "Write the frames side by side, labelled input, 1, 2, ..., restored, as a PNG, atomically."
     labels = ["input", *map(str, range(1, len(frames) - 1)), "restored"]
@@ -524,7 +535,7 @@ def save_strip(frames, path, thumb_height: int = 160) -> Path:
         sheet.save(tmp, format="PNG")
     return Path(path)
 
-# %% ../nbs/12_restore.ipynb #c067
+# %% ../nbs/12_restore.ipynb #c077
 def _probe_image(path: Path) -> tuple:
     "Width and height from an image file's header; an error naming the file if it is unreadable."
     try:
@@ -569,7 +580,7 @@ def image_inputs(images) -> dict:
             found[name] = path
     return found
 
-# %% ../nbs/12_restore.ipynb #c070
+# %% ../nbs/12_restore.ipynb #c080
 def _name_of(obj):
     return None if obj is None else getattr(obj, "name", None) or type(obj).__name__
 
@@ -594,7 +605,7 @@ def _image_settings(base: dict, lora: dict, src, opts: dict, prompting: dict) ->
     return _plain(dict(input=_input_id(src), base=base, lora=lora["sha1"],
                        prompt=_prompt_setting(prompting), **opts))
 
-# %% ../nbs/12_restore.ipynb #c071
+# %% ../nbs/12_restore.ipynb #c081
 def _device_name(device) -> str:
     "A device with its hardware, for records."
     device = torch.device(device)
@@ -616,7 +627,7 @@ def random_weights_label(base: dict) -> str | None:
     return (f"random weights (preset {base.get('preset')!r}): the outputs show that the pipeline "
             "runs, not a restoration")
 
-# %% ../nbs/12_restore.ipynb #c072
+# %% ../nbs/12_restore.ipynb #c082
 def _wh(t) -> list:
     "[width, height] of a tensor `[...,H,W]`."
     return [int(t.shape[-1]), int(t.shape[-2])]
@@ -635,7 +646,7 @@ def _image_record(lp, name, img, prompt, fit, restored, settings, paths, seconds
                 device=_device_name(lp.pipe._execution_device), versions=_versions(),
                 seconds=round(seconds, 2), finished=_now())
 
-# %% ../nbs/12_restore.ipynb #c074
+# %% ../nbs/12_restore.ipynb #c084
 def _load_input(src, name) -> torch.Tensor:
     return check_image(src.float(), name) if isinstance(src, torch.Tensor) else load_image(src)
 
@@ -675,7 +686,7 @@ def _restore_image_one(lp: LoraPipeline, job: dict, opts: dict, prompting: dict,
     _write_image_outputs(paths, traj, restored, record, opts["fps"])
     return dict(record, status="restored", record=str(paths["record"]))
 
-# %% ../nbs/12_restore.ipynb #c076
+# %% ../nbs/12_restore.ipynb #c086
 def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scene: bool = False,
                   captioner=None, refiner=None, steps: int = 50, guidance: float = 6.0, seed: int = 0,
                   frames: int = 9, work_size=None, output_size: str = "input", fps: int = 5,
@@ -689,6 +700,8 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
     opts["frames"] = _check_number(frames, "frames", 1, True)
     prompting = dict(prompt=prompt, scene=scene, captioner=captioner, refiner=refiner)
     given = lora if isinstance(lora, LoraPipeline) else None
+    if given and (model or preset):
+        raise ValueError("model and preset: the LoraPipeline given holds its base model already")
     record = given.lora if given else lora_record(lora)
     base = given.base if given else resolve_base(choose_base(record, model, preset), dtype, scheduler)
     opts["work_size"] = list(opts["work_size"] or record["train_size"] or DEFAULT_WORK_SIZE)
@@ -701,11 +714,13 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
         check_frames(frames, lp.pipe)
     records = []
     for job in tqdm(jobs, desc="restore", unit="image", disable=not progress):
-        done = job["state"] == "done"
-        records.append(_skipped(job) if done else _restore_image_one(lp, job, opts, prompting, progress))
+        if job["state"] == "done":
+            records.append(_skipped(job))
+        else:
+            records.append(_restore_image_one(lp, job, opts, prompting, progress))
     return records
 
-# %% ../nbs/12_restore.ipynb #c083
+# %% ../nbs/12_restore.ipynb #c093
 def video_source(path, name: str = "input") -> dict:
     "What a video file or a folder of frames holds: kind, frames, fps, width, height (files)."
     path = Path(path)
@@ -721,7 +736,7 @@ def video_source(path, name: str = "input") -> dict:
                          "the image in a folder, or restore it with --lora)")
     return dict(kind="video", path=path, files=None, **video_info(path))
 
-# %% ../nbs/12_restore.ipynb #c085
+# %% ../nbs/12_restore.ipynb #c095
 LOSSLESS = {".mkv": ("ffv1", "gbrp", []),
             ".mp4": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "medium"])}
 
@@ -740,6 +755,7 @@ def video_codec(path, width: int, height: int, crf=None) -> dict:
     params = ["-crf", str(crf), "-preset", "medium"]
     return dict(codec="libx264", pix_fmt=pix_fmt, params=params, crf=int(crf), lossless=False)
 
+# %% ../nbs/12_restore.ipynb #c097
 def _video_out_path(src: Path, out, crf) -> Path:
     "`out`, a file in the folder `out`, or `<name>_restored.mkv|.mp4` beside `src`."
     default = f"{src.stem}_restored{'.mkv' if crf is None else '.mp4'}"
@@ -763,7 +779,7 @@ def video_output(source: dict, out=None, crf=None) -> dict:
     codec = video_codec(path, source["width"], source["height"], crf)
     return dict(kind="video", path=path, **codec)
 
-# %% ../nbs/12_restore.ipynb #c088
+# %% ../nbs/12_restore.ipynb #c100
 def _reference(reference, source: dict) -> dict:
     "The reference clip, checked against the input: same frame count and size."
     ref = video_source(reference, "reference")
@@ -787,7 +803,7 @@ def video_plan(src, out=None, reference=None, crf=None) -> dict:
     return dict(source=source, output=output, reference=ref, record=path.parent / f"{path.name}.json",
                 scores=scores, outputs=[path, *scores])
 
-# %% ../nbs/12_restore.ipynb #c091
+# %% ../nbs/12_restore.ipynb #c103
 def _decode(path: Path):
     "Yield the frames of a video as `[3,H,W]` float tensors, decoded through an ffmpeg pipe."
     import imageio_ffmpeg
@@ -810,6 +826,7 @@ def iter_frames(source: dict):
     for i, frame in enumerate(_decode(source["path"])):
         yield f"frame_{i:06d}", frame
 
+# %% ../nbs/12_restore.ipynb #c105
 def frame_batches(frames, batch_size: int):
     "Group `(name, frame)` pairs into `(names, [B,3,H,W])` batches of frames of one size."
     names, batch = [], []
@@ -822,7 +839,7 @@ def frame_batches(frames, batch_size: int):
     if batch:
         yield names, torch.stack(batch)
 
-# %% ../nbs/12_restore.ipynb #c094
+# %% ../nbs/12_restore.ipynb #c108
 def _png_writer(folder: Path):
     def write(names, frames):
         for name, frame in zip(names, frames):
@@ -856,7 +873,7 @@ def frame_writer(output: dict, fps=None, width=None, height=None):
         finally:
             pipe.close()
 
-# %% ../nbs/12_restore.ipynb #c097
+# %% ../nbs/12_restore.ipynb #c111
 class RestoreWarning(UserWarning):
     "Frames restored by a network the checkpoint did not fill completely (e.g. Restormer's)."
 
@@ -877,7 +894,7 @@ def open_restorer(checkpoint, device=None, trust_pickle: bool = False,
         warnings.warn(info["warning"], RestoreWarning, stacklevel=2)
     return model, info
 
-# %% ../nbs/12_restore.ipynb #c100
+# %% ../nbs/12_restore.ipynb #c114
 SCORE_KEYS = ("psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
 def frame_scores(names, inputs, outputs, references) -> list:
@@ -886,6 +903,7 @@ def frame_scores(names, inputs, outputs, references) -> list:
                   psnr_out=psnr(outputs, references), ssim_out=ssim(outputs, references))
     return [dict(frame=n, **{k: float(v[i]) for k, v in values.items()}) for i, n in enumerate(names)]
 
+# %% ../nbs/12_restore.ipynb #c116
 def write_scores(rows: list, paths, reference, measured: str) -> dict:
     "Write per-frame scores and their means as JSON and CSV (`paths`); return the means."
     mean = {k: float(np.mean([r[k] for r in rows])) for k in SCORE_KEYS}
@@ -897,7 +915,7 @@ def write_scores(rows: list, paths, reference, measured: str) -> dict:
     write_text(text.getvalue(), paths[1])
     return mean
 
-# %% ../nbs/12_restore.ipynb #c103
+# %% ../nbs/12_restore.ipynb #c119
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def _autocast(precision: str, device: torch.device):
@@ -930,7 +948,7 @@ def video_options(batch_size: int = 4, precision: str = "auto", tile=None, overl
                 autocast=_autocast(precision, device), tile=tile, overlap=int(overlap),
                 channels_last=bool(channels_last), device=device)
 
-# %% ../nbs/12_restore.ipynb #c106
+# %% ../nbs/12_restore.ipynb #c122
 def _file_id(path: Path) -> dict:
     "Path, bytes and modification time of a file, or of the files of a folder."
     path = Path(path)
@@ -956,7 +974,7 @@ def _video_settings(plan: dict, checkpoint, opts: dict) -> dict:
                        output=encoder, reference=reference, tile=opts["tile"],
                        overlap=opts["overlap"], autocast=opts["autocast"]))
 
-# %% ../nbs/12_restore.ipynb #c108
+# %% ../nbs/12_restore.ipynb #c124
 def _take(frames, n: int, source: dict) -> torch.Tensor:
     "The next `n` reference frames, or an error naming the reference when it ends early."
     taken = [next(frames, (None, None))[1] for _ in range(n)]
@@ -989,13 +1007,14 @@ def _stream(model, plan: dict, opts: dict, progress: bool) -> dict:
         bar.close()
     return dict(frames=done, rows=rows)
 
-# %% ../nbs/12_restore.ipynb #c109
+# %% ../nbs/12_restore.ipynb #c125
 def _score_summary(plan: dict, run: dict) -> dict | None:
     "Write the scores beside the output (with a reference); their means and files."
     if not plan["reference"]:
         return None
     lossy = plan["output"].get("lossless") is False
-    measured = "the restored frames as 8-bit, " + ("before the lossy encoding" if lossy else "as stored")
+    stage = "before the lossy encoding" if lossy else "as stored"
+    measured = f"the restored frames as 8-bit, {stage}"
     mean = write_scores(run["rows"], plan["scores"], plan["reference"]["path"], measured)
     return dict(mean=mean, measured=measured, json=plan["scores"][0].name, csv=plan["scores"][1].name)
 
@@ -1008,7 +1027,8 @@ def _video_notes(src: dict, run: dict) -> list:
 def _video_record(plan, info, opts, settings, run, seconds, scores) -> dict:
     "The JSON record of one restored video or folder."
     src, out = plan["source"], plan["output"]
-    source = dict({k: src[k] for k in ("kind", "frames", "fps", "width", "height")}, path=str(src["path"]))
+    source = {k: src[k] for k in ("kind", "frames", "fps", "width", "height")}
+    source["path"] = str(src["path"])
     output = dict({k: out.get(k) for k in ("kind", "codec", "pix_fmt", "crf", "lossless")},
                   path=str(out["path"]), frames=run["frames"], fps=src["fps"])
     keys = ("path", "kind", "format", "complete", "counts", "warning", "warnings")
@@ -1019,15 +1039,15 @@ def _video_record(plan, info, opts, settings, run, seconds, scores) -> dict:
                 seconds=round(seconds, 2), frames_per_s=round(run["frames"] / max(seconds, 1e-9), 2),
                 finished=_now())
 
-# %% ../nbs/12_restore.ipynb #c110
+# %% ../nbs/12_restore.ipynb #c126
 def _replaceable(output: dict):
     "Refuse to replace an output folder holding anything but PNG frames (it would be deleted)."
     path = output["path"]
     if output["kind"] == "folder" and path.is_dir():
         other = [p.name for p in path.iterdir() if p.suffix.lower() != ".png"]
         if other:
-            raise ValueError(f"out: {path} holds other files ({other[:3]}); replacing it would delete "
-                             "them, so choose another output folder")
+            raise ValueError(f"out: {path} holds other files ({other[:3]}); replacing it would "
+                             "delete them, so choose another output folder")
 
 def restore_video(src, checkpoint, out=None, reference=None, batch_size: int = 4,
                   precision: str = "auto", tile=None, overlap: int = 32, crf=None,
@@ -1045,12 +1065,16 @@ def restore_video(src, checkpoint, out=None, reference=None, batch_size: int = 4
     model, info = open_restorer(checkpoint, opts["device"], trust_pickle, min_loaded)
     t0 = time.time()
     run = _stream(model, plan, opts, progress)
+    if run["frames"] != plan["source"]["frames"]:
+        warnings.warn(f"{src}: the container says {plan['source']['frames']} frames, "
+                      f"{run['frames']} were decoded (a truncated file?)", RestoreWarning,
+                      stacklevel=2)
     scores = _score_summary(plan, run)
     record = _video_record(plan, info, opts, settings, run, time.time() - t0, scores)
     write_json(record, plan["record"])
     return dict(record, status="restored", record=str(plan["record"]))
 
-# %% ../nbs/12_restore.ipynb #c118
+# %% ../nbs/12_restore.ipynb #c134
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def _defaults(fn) -> dict:
@@ -1066,7 +1090,7 @@ def _size_arg(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 1360x768) or N, got {text!r}")
     return values * 2 if len(values) == 1 else values
 
-# %% ../nbs/12_restore.ipynb #c120
+# %% ../nbs/12_restore.ipynb #c136
 def _sampling_arguments(g, d: dict):
     "The prompt and sampling flags of the image form."
     g.add_argument("--prompt", metavar="TEXT", help="the prompt (default: the task's uniform one)")
@@ -1074,8 +1098,8 @@ def _sampling_arguments(g, d: dict):
                    help="scene-adaptive prompt, described from the image")
     g.add_argument("--captioner", metavar="MODEL", help="with --scene: transformers VLM (hub id or "
                    "folder) that describes the image (default: the offline description)")
-    g.add_argument("--refiner", metavar="MODEL", help="with --scene: transformers LLM that writes the "
-                   "prompt (default: an OpenAI-compatible endpoint if OPENAI_BASE_URL or "
+    g.add_argument("--refiner", metavar="MODEL", help="with --scene: transformers LLM that writes "
+                   "the prompt (default: an OpenAI-compatible endpoint if OPENAI_BASE_URL or "
                    "OPENAI_API_KEY is set, else a template)")
     g.add_argument("--steps", type=int, help=f"sampling steps (default: {d['steps']})")
     g.add_argument("--guidance", type=float, help=f"guidance scale (default: {d['guidance']})")
@@ -1108,13 +1132,14 @@ def _image_arguments(p):
     g.add_argument("--no-vae-slicing", action="store_true", default=None,
                    help="decode all frames at once instead of one by one")
 
-# %% ../nbs/12_restore.ipynb #c121
+# %% ../nbs/12_restore.ipynb #c137
 def _video_arguments(p):
     "The flags of the video form (--promptir)."
     d = _defaults(restore_video)
     g = p.add_argument_group("videos and folders of frames through PromptIR (--promptir CKPT)")
     g.add_argument("--reference", metavar="VIDEO|FOLDER", help="clean clip: per-frame and mean "
-                   "PSNR/SSIM of input and output against it (printed; JSON and CSV beside the output)")
+                   "PSNR/SSIM of input and output against it (printed; JSON and CSV beside the "
+                   "output)")
     g.add_argument("--batch-size", type=int, help=f"frames per pass (default: {d['batch_size']})")
     g.add_argument("--precision", choices=PRECISIONS, help="autocast: auto = bf16 on CUDA, fp32 "
                    f"elsewhere (default: {d['precision']})")
@@ -1124,7 +1149,8 @@ def _video_arguments(p):
     g.add_argument("--channels-last", action="store_true", default=None,
                    help="channels-last memory format (faster on some GPUs)")
     g.add_argument("--trust-pickle", action="store_true", default=None, help="let torch.load "
-                   "unpickle objects in the checkpoint (runs code from it: only for a file you trust)")
+                   "unpickle objects in the checkpoint (runs code from it: only for a file you "
+                   "trust)")
     g.add_argument("--min-loaded", type=float, help="share of the model's tensors the checkpoint "
                    f"must fill (default: {d['min_loaded']})")
 
@@ -1134,10 +1160,11 @@ IMAGE_FLAGS = ("task", "model", "preset", "prompt", "scene", "captioner", "refin
 VIDEO_FLAGS = ("reference", "batch_size", "precision", "tile", "overlap", "crf", "channels_last",
                "trust_pickle", "min_loaded")
 
-# %% ../nbs/12_restore.ipynb #c122
+# %% ../nbs/12_restore.ipynb #c138
 RESTORE_EXAMPLES = """examples:
   progressive-ir restore photo.jpg --task blur --lora runs/gpu/05_cogvideo_train/uniform/lora
-  progressive-ir restore clip.mp4 --promptir runs/cpu/04_promptir_crf/start/model --reference clean.mp4
+  progressive-ir restore clip.mp4 --promptir runs/cpu/04_promptir_crf/start/model \\
+      --reference clean.mp4
 """
 
 def _common_arguments(p):
@@ -1167,7 +1194,7 @@ def add_restore_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=run_restore)
     return p
 
-# %% ../nbs/12_restore.ipynb #c124
+# %% ../nbs/12_restore.ipynb #c140
 def _as_flag(message: str) -> str:
     "A message that starts with an API parameter name, starting with the flag instead."
     head, sep, rest = message.partition(": ")
@@ -1184,7 +1211,7 @@ def _refuse_flags(args, flags, form: str):
 def _given(args, names) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
-# %% ../nbs/12_restore.ipynb #c126
+# %% ../nbs/12_restore.ipynb #c142
 def _prompt_models(args) -> dict:
     "The scene prompt's captioner and refiner from the flags (refiner from the environment else)."
     from progressive_ir.prompts import TransformersCaptioner, TransformersRefiner, refiner_from_env
@@ -1215,8 +1242,9 @@ def _run_images(args) -> int:
     memory = dict(offload=bool(args.cpu_offload), vae_slicing=not args.no_vae_slicing,
                   vae_tiling=bool(args.vae_tiling))
     records = restore_image(args.inputs, args.task, args.lora, out_dir=args.out or "restored",
-                            device=args.device, dtype=DTYPES.get(args.dtype), overwrite=args.overwrite,
-                            progress=not args.quiet, **memory, **_prompt_models(args), **kw)
+                            device=args.device, dtype=DTYPES.get(args.dtype),
+                            overwrite=args.overwrite, progress=not args.quiet, **memory,
+                            **_prompt_models(args), **kw)
     for r in records:
         print(_image_line(r))
     notes = {n for r in records for n in (r["prompt"].get("note"), r.get("label")) if n}
@@ -1224,7 +1252,7 @@ def _run_images(args) -> int:
         print(f"note: {note}")
     return 0
 
-# %% ../nbs/12_restore.ipynb #c127
+# %% ../nbs/12_restore.ipynb #c143
 def _video_lines(r: dict) -> list:
     "What the command says about one restored or skipped video."
     src, out = r["input"], r["output"]
@@ -1257,7 +1285,7 @@ def _run_videos(args) -> int:
         print("\n".join(_video_lines(r)))
     return 0
 
-# %% ../nbs/12_restore.ipynb #c128
+# %% ../nbs/12_restore.ipynb #c144
 def run_restore(args) -> int:
     "Run `progressive-ir restore` with parsed `args`: 0 when done, 2 (one line) on bad input."
     try:
@@ -1266,6 +1294,7 @@ def run_restore(args) -> int:
         print(f"progressive-ir restore: error: {_as_flag(str(e))}", file=sys.stderr)
         return 2
 
+# %% ../nbs/12_restore.ipynb #c146
 def main(argv=None) -> int:
     "`python -m progressive_ir.restore INPUT... (--lora DIR | --promptir CKPT) ...`."
     parser = argparse.ArgumentParser(prog="progressive-ir")
@@ -1273,7 +1302,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(["restore", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
 
-# %% ../nbs/12_restore.ipynb #c129
+# %% ../nbs/12_restore.ipynb #c147
 #| eval: false
 if __name__ == "__main__" and not IN_NOTEBOOK:
     sys.exit(main())
