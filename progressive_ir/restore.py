@@ -516,7 +516,7 @@ def image_outputs(out_dir, name: str) -> dict:
                 gif=d / f"{name}_trajectory.gif", strip=d / f"{name}_strip.png",
                 record=d / f"{name}.json")
 
-# %% ../nbs/12_restore.ipynb #c072
+# %% ../nbs/12_restore.ipynb #c073
 def save_gif(frames, path, fps: int = 5) -> Path:
     "Write frames `[T,3,H,W]` in [0,1] as a looping GIF at `fps` frames per second, atomically."
     images = [Image.fromarray(a) for a in to_uint8_hwc(check_video(frames))]
@@ -525,7 +525,7 @@ def save_gif(frames, path, fps: int = 5) -> Path:
                        duration=round(1000 / fps), loop=0)
     return Path(path)
 
-# %% ../nbs/12_restore.ipynb #c074
+# %% ../nbs/12_restore.ipynb #c075
 def save_strip(frames, path, thumb_height: int = 160) -> Path:
     "Write the frames side by side, labelled input, 1, 2, ..., restored, as a PNG, atomically."
     labels = ["input", *map(str, range(1, len(frames) - 1)), "restored"]
@@ -535,7 +535,7 @@ def save_strip(frames, path, thumb_height: int = 160) -> Path:
         sheet.save(tmp, format="PNG")
     return Path(path)
 
-# %% ../nbs/12_restore.ipynb #c077
+# %% ../nbs/12_restore.ipynb #c078
 def _probe_image(path: Path) -> tuple:
     "Width and height from an image file's header; an error naming the file if it is unreadable."
     try:
@@ -580,7 +580,7 @@ def image_inputs(images) -> dict:
             found[name] = path
     return found
 
-# %% ../nbs/12_restore.ipynb #c080
+# %% ../nbs/12_restore.ipynb #c081
 def _name_of(obj):
     return None if obj is None else getattr(obj, "name", None) or type(obj).__name__
 
@@ -605,7 +605,7 @@ def _image_settings(base: dict, lora: dict, src, opts: dict, prompting: dict) ->
     return _plain(dict(input=_input_id(src), base=base, lora=lora["sha1"],
                        prompt=_prompt_setting(prompting), **opts))
 
-# %% ../nbs/12_restore.ipynb #c081
+# %% ../nbs/12_restore.ipynb #c082
 def _device_name(device) -> str:
     "A device with its hardware, for records."
     device = torch.device(device)
@@ -627,7 +627,7 @@ def random_weights_label(base: dict) -> str | None:
     return (f"random weights (preset {base.get('preset')!r}): the outputs show that the pipeline "
             "runs, not a restoration")
 
-# %% ../nbs/12_restore.ipynb #c082
+# %% ../nbs/12_restore.ipynb #c084
 def _wh(t) -> list:
     "[width, height] of a tensor `[...,H,W]`."
     return [int(t.shape[-1]), int(t.shape[-2])]
@@ -646,7 +646,7 @@ def _image_record(lp, name, img, prompt, fit, restored, settings, paths, seconds
                 device=_device_name(lp.pipe._execution_device), versions=_versions(),
                 seconds=round(seconds, 2), finished=_now())
 
-# %% ../nbs/12_restore.ipynb #c084
+# %% ../nbs/12_restore.ipynb #c086
 def _load_input(src, name) -> torch.Tensor:
     return check_image(src.float(), name) if isinstance(src, torch.Tensor) else load_image(src)
 
@@ -686,7 +686,7 @@ def _restore_image_one(lp: LoraPipeline, job: dict, opts: dict, prompting: dict,
     _write_image_outputs(paths, traj, restored, record, opts["fps"])
     return dict(record, status="restored", record=str(paths["record"]))
 
-# %% ../nbs/12_restore.ipynb #c086
+# %% ../nbs/12_restore.ipynb #c088
 def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scene: bool = False,
                   captioner=None, refiner=None, steps: int = 50, guidance: float = 6.0, seed: int = 0,
                   frames: int = 9, work_size=None, output_size: str = "input", fps: int = 5,
@@ -720,7 +720,7 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
             records.append(_restore_image_one(lp, job, opts, prompting, progress))
     return records
 
-# %% ../nbs/12_restore.ipynb #c093
+# %% ../nbs/12_restore.ipynb #c095
 def video_source(path, name: str = "input") -> dict:
     "What a video file or a folder of frames holds: kind, frames, fps, width, height (files)."
     path = Path(path)
@@ -736,7 +736,7 @@ def video_source(path, name: str = "input") -> dict:
                          "the image in a folder, or restore it with --lora)")
     return dict(kind="video", path=path, files=None, **video_info(path))
 
-# %% ../nbs/12_restore.ipynb #c095
+# %% ../nbs/12_restore.ipynb #c097
 LOSSLESS = {".mkv": ("ffv1", "gbrp", []),
             ".mp4": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "medium"])}
 
@@ -755,7 +755,7 @@ def video_codec(path, width: int, height: int, crf=None) -> dict:
     params = ["-crf", str(crf), "-preset", "medium"]
     return dict(codec="libx264", pix_fmt=pix_fmt, params=params, crf=int(crf), lossless=False)
 
-# %% ../nbs/12_restore.ipynb #c097
+# %% ../nbs/12_restore.ipynb #c099
 def _video_out_path(src: Path, out, crf) -> Path:
     "`out`, a file in the folder `out`, or `<name>_restored.mkv|.mp4` beside `src`."
     default = f"{src.stem}_restored{'.mkv' if crf is None else '.mp4'}"
@@ -779,7 +779,7 @@ def video_output(source: dict, out=None, crf=None) -> dict:
     codec = video_codec(path, source["width"], source["height"], crf)
     return dict(kind="video", path=path, **codec)
 
-# %% ../nbs/12_restore.ipynb #c100
+# %% ../nbs/12_restore.ipynb #c102
 def _reference(reference, source: dict) -> dict:
     "The reference clip, checked against the input: same frame count and size."
     ref = video_source(reference, "reference")
@@ -803,7 +803,7 @@ def video_plan(src, out=None, reference=None, crf=None) -> dict:
     return dict(source=source, output=output, reference=ref, record=path.parent / f"{path.name}.json",
                 scores=scores, outputs=[path, *scores])
 
-# %% ../nbs/12_restore.ipynb #c103
+# %% ../nbs/12_restore.ipynb #c105
 def _decode(path: Path):
     "Yield the frames of a video as `[3,H,W]` float tensors, decoded through an ffmpeg pipe."
     import imageio_ffmpeg
@@ -826,7 +826,7 @@ def iter_frames(source: dict):
     for i, frame in enumerate(_decode(source["path"])):
         yield f"frame_{i:06d}", frame
 
-# %% ../nbs/12_restore.ipynb #c105
+# %% ../nbs/12_restore.ipynb #c107
 def frame_batches(frames, batch_size: int):
     "Group `(name, frame)` pairs into `(names, [B,3,H,W])` batches of frames of one size."
     names, batch = [], []
@@ -839,7 +839,7 @@ def frame_batches(frames, batch_size: int):
     if batch:
         yield names, torch.stack(batch)
 
-# %% ../nbs/12_restore.ipynb #c108
+# %% ../nbs/12_restore.ipynb #c110
 def _png_writer(folder: Path):
     def write(names, frames):
         for name, frame in zip(names, frames):
@@ -873,7 +873,7 @@ def frame_writer(output: dict, fps=None, width=None, height=None):
         finally:
             pipe.close()
 
-# %% ../nbs/12_restore.ipynb #c111
+# %% ../nbs/12_restore.ipynb #c113
 class RestoreWarning(UserWarning):
     "Frames restored by a network the checkpoint did not fill completely (e.g. Restormer's)."
 
@@ -894,7 +894,7 @@ def open_restorer(checkpoint, device=None, trust_pickle: bool = False,
         warnings.warn(info["warning"], RestoreWarning, stacklevel=2)
     return model, info
 
-# %% ../nbs/12_restore.ipynb #c114
+# %% ../nbs/12_restore.ipynb #c118
 SCORE_KEYS = ("psnr_in", "ssim_in", "psnr_out", "ssim_out")
 
 def frame_scores(names, inputs, outputs, references) -> list:
@@ -903,7 +903,7 @@ def frame_scores(names, inputs, outputs, references) -> list:
                   psnr_out=psnr(outputs, references), ssim_out=ssim(outputs, references))
     return [dict(frame=n, **{k: float(v[i]) for k, v in values.items()}) for i, n in enumerate(names)]
 
-# %% ../nbs/12_restore.ipynb #c116
+# %% ../nbs/12_restore.ipynb #c120
 def write_scores(rows: list, paths, reference, measured: str) -> dict:
     "Write per-frame scores and their means as JSON and CSV (`paths`); return the means."
     mean = {k: float(np.mean([r[k] for r in rows])) for k in SCORE_KEYS}
@@ -915,7 +915,7 @@ def write_scores(rows: list, paths, reference, measured: str) -> dict:
     write_text(text.getvalue(), paths[1])
     return mean
 
-# %% ../nbs/12_restore.ipynb #c119
+# %% ../nbs/12_restore.ipynb #c123
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def _autocast(precision: str, device: torch.device):
@@ -948,7 +948,7 @@ def video_options(batch_size: int = 4, precision: str = "auto", tile=None, overl
                 autocast=_autocast(precision, device), tile=tile, overlap=int(overlap),
                 channels_last=bool(channels_last), device=device)
 
-# %% ../nbs/12_restore.ipynb #c122
+# %% ../nbs/12_restore.ipynb #c126
 def _file_id(path: Path) -> dict:
     "Path, bytes and modification time of a file, or of the files of a folder."
     path = Path(path)
@@ -974,7 +974,7 @@ def _video_settings(plan: dict, checkpoint, opts: dict) -> dict:
                        output=encoder, reference=reference, tile=opts["tile"],
                        overlap=opts["overlap"], autocast=opts["autocast"]))
 
-# %% ../nbs/12_restore.ipynb #c124
+# %% ../nbs/12_restore.ipynb #c128
 def _take(frames, n: int, source: dict) -> torch.Tensor:
     "The next `n` reference frames, or an error naming the reference when it ends early."
     taken = [next(frames, (None, None))[1] for _ in range(n)]
@@ -1007,7 +1007,7 @@ def _stream(model, plan: dict, opts: dict, progress: bool) -> dict:
         bar.close()
     return dict(frames=done, rows=rows)
 
-# %% ../nbs/12_restore.ipynb #c125
+# %% ../nbs/12_restore.ipynb #c129
 def _score_summary(plan: dict, run: dict) -> dict | None:
     "Write the scores beside the output (with a reference); their means and files."
     if not plan["reference"]:
@@ -1039,7 +1039,7 @@ def _video_record(plan, info, opts, settings, run, seconds, scores) -> dict:
                 seconds=round(seconds, 2), frames_per_s=round(run["frames"] / max(seconds, 1e-9), 2),
                 finished=_now())
 
-# %% ../nbs/12_restore.ipynb #c126
+# %% ../nbs/12_restore.ipynb #c130
 def _replaceable(output: dict):
     "Refuse to replace an output folder holding anything but PNG frames (it would be deleted)."
     path = output["path"]
@@ -1074,7 +1074,7 @@ def restore_video(src, checkpoint, out=None, reference=None, batch_size: int = 4
     write_json(record, plan["record"])
     return dict(record, status="restored", record=str(plan["record"]))
 
-# %% ../nbs/12_restore.ipynb #c134
+# %% ../nbs/12_restore.ipynb #c138
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def _defaults(fn) -> dict:
@@ -1090,7 +1090,7 @@ def _size_arg(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 1360x768) or N, got {text!r}")
     return values * 2 if len(values) == 1 else values
 
-# %% ../nbs/12_restore.ipynb #c136
+# %% ../nbs/12_restore.ipynb #c140
 def _sampling_arguments(g, d: dict):
     "The prompt and sampling flags of the image form."
     g.add_argument("--prompt", metavar="TEXT", help="the prompt (default: the task's uniform one)")
@@ -1132,7 +1132,7 @@ def _image_arguments(p):
     g.add_argument("--no-vae-slicing", action="store_true", default=None,
                    help="decode all frames at once instead of one by one")
 
-# %% ../nbs/12_restore.ipynb #c137
+# %% ../nbs/12_restore.ipynb #c141
 def _video_arguments(p):
     "The flags of the video form (--promptir)."
     d = _defaults(restore_video)
@@ -1160,7 +1160,7 @@ IMAGE_FLAGS = ("task", "model", "preset", "prompt", "scene", "captioner", "refin
 VIDEO_FLAGS = ("reference", "batch_size", "precision", "tile", "overlap", "crf", "channels_last",
                "trust_pickle", "min_loaded")
 
-# %% ../nbs/12_restore.ipynb #c138
+# %% ../nbs/12_restore.ipynb #c142
 RESTORE_EXAMPLES = """examples:
   progressive-ir restore photo.jpg --task blur --lora runs/gpu/05_cogvideo_train/uniform/lora
   progressive-ir restore clip.mp4 --promptir runs/cpu/04_promptir_crf/start/model \\
@@ -1194,7 +1194,7 @@ def add_restore_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=run_restore)
     return p
 
-# %% ../nbs/12_restore.ipynb #c140
+# %% ../nbs/12_restore.ipynb #c144
 def _as_flag(message: str) -> str:
     "A message that starts with an API parameter name, starting with the flag instead."
     head, sep, rest = message.partition(": ")
@@ -1211,7 +1211,7 @@ def _refuse_flags(args, flags, form: str):
 def _given(args, names) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
-# %% ../nbs/12_restore.ipynb #c142
+# %% ../nbs/12_restore.ipynb #c146
 def _prompt_models(args) -> dict:
     "The scene prompt's captioner and refiner from the flags (refiner from the environment else)."
     from progressive_ir.prompts import TransformersCaptioner, TransformersRefiner, refiner_from_env
@@ -1252,7 +1252,7 @@ def _run_images(args) -> int:
         print(f"note: {note}")
     return 0
 
-# %% ../nbs/12_restore.ipynb #c143
+# %% ../nbs/12_restore.ipynb #c147
 def _video_lines(r: dict) -> list:
     "What the command says about one restored or skipped video."
     src, out = r["input"], r["output"]
@@ -1285,7 +1285,7 @@ def _run_videos(args) -> int:
         print("\n".join(_video_lines(r)))
     return 0
 
-# %% ../nbs/12_restore.ipynb #c144
+# %% ../nbs/12_restore.ipynb #c148
 def run_restore(args) -> int:
     "Run `progressive-ir restore` with parsed `args`: 0 when done, 2 (one line) on bad input."
     try:
@@ -1294,7 +1294,7 @@ def run_restore(args) -> int:
         print(f"progressive-ir restore: error: {_as_flag(str(e))}", file=sys.stderr)
         return 2
 
-# %% ../nbs/12_restore.ipynb #c146
+# %% ../nbs/12_restore.ipynb #c150
 def main(argv=None) -> int:
     "`python -m progressive_ir.restore INPUT... (--lora DIR | --promptir CKPT) ...`."
     parser = argparse.ArgumentParser(prog="progressive-ir")
@@ -1302,7 +1302,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(["restore", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)
 
-# %% ../nbs/12_restore.ipynb #c147
+# %% ../nbs/12_restore.ipynb #c151
 #| eval: false
 if __name__ == "__main__" and not IN_NOTEBOOK:
     sys.exit(main())
