@@ -634,7 +634,8 @@ def _wh(t) -> list:
 
 def _image_record(lp, name, img, prompt, fit, restored, settings, paths, seconds) -> dict:
     "The JSON record of one restored image."
-    lora = {k: lp.lora[k] for k in ("path", "sha1", "rank", "alpha", "targets", "train_size")}
+    lora = {k: lp.lora[k] for k in ("sha1", "rank", "alpha", "targets", "train_size")}
+    lora["path"] = str(Path(lp.lora["path"]).resolve())
     sizes = dict(input=_wh(img), work_size=settings["work_size"], content=list(fit["content"]),
                  canvas=list(fit["canvas"]), pad=list(fit["pad"]), output=_wh(restored))
     sampling = {k: settings[k] for k in ("seed", "steps", "guidance", "frames", "fps")}
@@ -1195,12 +1196,17 @@ def add_restore_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/12_restore.ipynb #c144
+_FLAGS = {"offload": "cpu_offload", "out_dir": "out"}  # API names that differ from the flag's
+
 def _as_flag(message: str) -> str:
-    "A message that starts with an API parameter name, starting with the flag instead."
+    "A message that starts with API parameter names ('a: ...', 'a and b: ...'), with the flags."
     head, sep, rest = message.partition(": ")
-    if sep and head in {*IMAGE_FLAGS, *VIDEO_FLAGS, "out", "device"}:
-        return f"--{head.replace('_', '-')}: {rest}"
-    return message
+    names = head.split(" and ")
+    known = {*IMAGE_FLAGS, *VIDEO_FLAGS, *_FLAGS, "out", "device"}
+    if not sep or not all(n in known for n in names):
+        return message
+    flags = [f"--{_FLAGS.get(n, n).replace('_', '-')}" for n in names]
+    return f"{' and '.join(flags)}: {rest}"
 
 def _refuse_flags(args, flags, form: str):
     "An error naming the first flag of the other form that was given."

@@ -53,7 +53,8 @@ def test_image_end_to_end(data):
         assert gif.n_frames == 9
     saved = json.loads((out / "photo.json").read_text())
     assert saved["base_model"]["preset"] == "tiny" and saved["base_model"]["source"].startswith("recorded:")
-    assert (saved["lora"]["path"], saved["lora"]["rank"], saved["lora"]["alpha"]) == (str(data["lora"]), 4, 8)
+    lora = saved["lora"]
+    assert (lora["path"], lora["rank"], lora["alpha"]) == (str(data["lora"].resolve()), 4, 8)
     assert saved["prompt"] == dict(text=uniform_prompt("blur"), source="uniform", caption=None, note=None)
     assert (saved["seed"], saved["steps"], saved["guidance"], saved["frames"]) == (7, 2, 3.0, 9)
     assert saved["sizes"]["input"] == [97, 61] and saved["sizes"]["output"] == [97, 61]
