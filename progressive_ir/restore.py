@@ -271,8 +271,10 @@ def _recorded_base(folder: Path, meta: dict, adapter: dict) -> dict | None:
             return dict(found, where=f"{run} (the training run)")
     return None
 
-def _size_in(section: dict):
+def _size_in(section):
     "A (width, height) under 'train_size' or 'size' of a parameter section, or None."
+    if not isinstance(section, dict):
+        return None
     for key in ("train_size", "size"):
         v = section.get(key)
         if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
@@ -280,7 +282,11 @@ def _size_in(section: dict):
     return None
 
 def _trained_size(folder: Path):
-    "The (width, height) a LoRA was trained at, from its training run's parameters, or None."
+    "The (width, height) a LoRA was trained at (a JSON file of its folder, its run), or None."
+    for f in sorted(folder.glob("*.json")):
+        found = _size_in(_json_or_none(f) or {})
+        if found:
+            return found
     for run in _training_runs(folder):
         params = (_json_or_none(run) or {}).get("params") or {}
         data = params.get("data") if isinstance(params.get("data"), dict) else {}
