@@ -50,10 +50,9 @@ GOALS = dict(paper_reduction=2.66, ours_reduction=5.0, ours_patch_gib=5.1, ours_
 def network_config(name: str, tiny: bool = False):
     "The PromptIR configuration of a recipe: 'paper' or 'lightweight'; with `tiny`, the same two built on the tiny network."
     from progressive_ir.promptir import PromptIRConfig
-    from progressive_ir.train import lightweight_config_of
     if not tiny:
         return PromptIRConfig.paper() if name == "paper" else PromptIRConfig.lightweight()
-    return PromptIRConfig.tiny() if name == "paper" else lightweight_config_of(PromptIRConfig.tiny())
+    return PromptIRConfig.tiny() if name == "paper" else PromptIRConfig.tiny().to_lightweight()
 
 
 def run_case(recipe: str, shape: tuple, device: str, warmup: int, steps: int, cpu_fp16_as: str = "bf16",

@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from .core import (PROFILES, experiments_dir, load_profile, profile_table, setting_types, check_setting,
                                  closest_settings, read_yaml, record_failure, repo_root, runs_root, write_json, env_info)
+from .progressions import parse_shard
+from .restore import add_restore_parser, run_restore
 
 # %% auto #0
 __all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'SUITES', 'QUARTO_HELP', 'list_experiments',
@@ -254,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", help="run only these experiments")
     r.add_argument("--skip", nargs="+", help="skip these experiments")
     m = profiled("make-data", "build the datasets of a profile (progressions and CRF pairs)")
-    m.add_argument("--shard", metavar="I/N", help="build shard I of N of the progression videos (sets data.shard)")
+    m.add_argument("--shard", metavar="I/N",
+                   help="build shard I of N (I from 1 to N) of the progression videos and CRF pairs (sets data.shard)")
     m.add_argument("--merge", action="store_true", help="merge the shards' manifests (sets data.merge)")
     b = sub.add_parser("bench", help="run benchmark scripts in bench/ (they write bench/results/*.json)",
                        description="run benchmark scripts in bench/, or a suite of them")
@@ -269,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="list experiments and their settings (resolved per profile), and benchmarks")
     ls.add_argument("experiments", nargs="*", help="show these experiments' settings (names with or without number)")
     ls.add_argument("--profile", choices=PROFILES, help="only this profile (default: all four)")
+    add_restore_parser(sub)
     return p
 
 # %% ../nbs/11_cli.ipynb #c041
@@ -276,8 +280,10 @@ def _shard_overrides(args) -> dict:
     "The `data.shard`/`data.merge` overrides of `make-data --shard I/N --merge`."
     out = {}
     if args.shard is not None:
-        m = re.fullmatch(r"(\d+)/(\d+)", args.shard.strip())
-        if not m or int(m.group(2)) < 1: raise ValueError(f"--shard: expected I/N with whole numbers (e.g. 0/4), got {args.shard!r}")
+        try:
+            parse_shard(args.shard)
+        except ValueError:
+            raise ValueError(f"--shard: expected I/N with 1 <= I <= N (e.g. 1/4 .. 4/4), got {args.shard!r}") from None
         out["data.shard"] = args.shard.strip()
     if args.merge: out["data.merge"] = True
     return out
@@ -320,6 +326,7 @@ def main(argv=None) -> int:
             build_docs(args.profile)
             return 0
         if args.command == "list": return _list(args)
+        if args.command == "restore": return run_restore(args)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         print(f"progressive-ir: error: {e}", file=sys.stderr)
         return 2

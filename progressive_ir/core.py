@@ -19,7 +19,7 @@ __all__ = ['PACKAGES', 'PROFILES', 'BASE_PROFILE', 'check_image', 'check_video',
            'resize_center_crop', 'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info',
            'RunFolder', 'record_failure', 'experiments_dir', 'read_yaml', 'deep_merge', 'resolve_profile',
            'profile_table', 'setting_type', 'setting_types', 'closest_settings', 'check_setting', 'apply_overrides',
-           'load_profile', 'runs_root', 'run_dir', 'keyword_settings']
+           'load_profile', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #c006
 def check_image(img, name="image", channels=(3,)):
@@ -688,18 +688,3 @@ def runs_root() -> Path:
 def run_dir(experiment: str, profile: str) -> Path:
     "The output folder of `experiment` under `profile`: `runs/<profile>/<experiment>`."
     return runs_root() / profile / experiment
-
-# %% ../nbs/00_core.ipynb #c086
-def keyword_settings(fn, settings: dict, what: str, off=None) -> dict:
-    "The `settings` that `fn` takes as keywords; one it lacks is a `NotImplementedError` unless it is off."
-    import inspect
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()): return dict(settings)
-    off = off or {}
-    kept = {k: v for k, v in settings.items() if k in params}
-    lacking = [k for k, v in settings.items() if k not in params and v not in (None, False) and v != off.get(k, None)]
-    if lacking:
-        raise NotImplementedError(f"{', '.join(what + '.' + k for k in lacking)}: {fn.__name__} does not take "
-                                  f"{'this setting' if len(lacking) == 1 else 'these settings'} yet; leave "
-                                  f"{'it' if len(lacking) == 1 else 'them'} at the default")
-    return kept

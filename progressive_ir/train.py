@@ -31,9 +31,9 @@ __all__ = ['PRECISIONS', 'LR_SCHEDULES', 'CHECKPOINT_FORMAT', 'MANIFEST_NAME', '
            'find_resume_checkpoint', 'write_history', 'plot_curves', 'fit', 'l1_step', 'TinyRestorer', 'noisy_pairs',
            'freeze_unused', 'checkpoint_blocks', 'uncheckpoint_blocks', 'saved_activation_bytes', 'evaluate_restorer',
            'evaluate_pairs', 'restoration_eval_fn', 'allinone_degrade', 'allinone_pairs', 'read_history',
-           'starting_model', 'lightweight_config_of', 'regime_model', 'count_parameters', 'regime_network',
-           'training_memory', 'measure_training_memory', 'regime_costs', 'train_regime', 'results_table',
-           'crf_pairs_of_images', 'assert_memorises', 'tiny_regime_fit']
+           'starting_model', 'regime_model', 'count_parameters', 'regime_network', 'training_memory',
+           'measure_training_memory', 'regime_costs', 'train_regime', 'results_table', 'crf_pairs_of_images',
+           'assert_memorises', 'tiny_regime_fit']
 
 # %% ../nbs/09_train.ipynb #c005b
 def _check_int(name: str, value, minimum: int = 1, optional: bool = False):
@@ -1231,17 +1231,6 @@ def starting_model(official_checkpoint=None, config: PromptIRConfig | None = Non
 REGIMES = {"none": "No Retrained", "full": "Full-Parameter Retrained",
            "lightweight": "Lightweight Finetuned", "ours": "Lightweight + checkpointing (ours)"}
 
-def lightweight_config_of(config: PromptIRConfig, shallow_size=None, prompt_scale: float = 0.5,
-                          deep_ffn_expansion: float = 1.5) -> PromptIRConfig:
-    "Paper B's two reductions applied to a PromptIR configuration (`shallow_size`: level-1 prompt)."
-    import dataclasses
-    first = tuple(shallow_size) if shallow_size is not None else config.prompt_sizes[0]
-    sizes = (first,) + tuple(config.prompt_sizes[1:])
-    scales = (float(prompt_scale),) + tuple(config.prompt_scales[1:])
-    ffn = tuple(config.pim_ffn_expansion[:2]) + (float(deep_ffn_expansion),)
-    return dataclasses.replace(config, prompt_sizes=sizes, prompt_scales=scales,
-                               pim_ffn_expansion=ffn)
-
 # %% ../nbs/09_train.ipynb #c061c
 def regime_model(start: PromptIR, regime: str, light_config: PromptIRConfig | None = None):
     "A copy of `start` ready for `regime` ('none', 'full', 'lightweight', 'ours'), and how made."
@@ -1252,7 +1241,7 @@ def regime_model(start: PromptIR, regime: str, light_config: PromptIRConfig | No
         for p in model.parameters():
             p.requires_grad_(regime == "full")
         return (freeze_unused(model) if regime == "full" else model.eval()), {}
-    light_config = light_config or lightweight_config_of(start.config)
+    light_config = light_config or start.config.to_lightweight()
     model, report = lightweight_from_full(start, light_config)
     freeze_backbone(model)
     names = checkpoint_blocks(model) if regime == "ours" else []
@@ -1275,7 +1264,7 @@ def regime_network(config: PromptIRConfig, regime: str, light_config: PromptIRCo
         if regime == "none":
             return model.requires_grad_(False).eval()
         return freeze_unused(model)
-    model = freeze_backbone(PromptIR(light_config or lightweight_config_of(config)))
+    model = freeze_backbone(PromptIR(light_config or config.to_lightweight()))
     if regime == "ours":
         checkpoint_blocks(model)
     return model

@@ -1,7 +1,7 @@
 """End-to-end tests of `progressive_ir.restore` on CPU with the tiny models and the embedded data: an image of odd
 size through the tiny CogVideoX + LoRA, a short clip and a folder of frames through a tiny PromptIR, in the API and
 through `python -m progressive_ir.restore` (the integrator switches the latter to `progressive-ir restore`)."""
-import argparse, csv, json, os, subprocess, sys
+import argparse, csv, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -124,10 +124,13 @@ def test_folder_of_frames(data):
     assert r["output"]["kind"] == "folder" and r["input"]["frames"] == 3
 
 
+EXE = shutil.which("progressive-ir") or str(Path(sys.executable).parent / "progressive-ir")
+
+
 def run_module(*args):
+    "The `progressive-ir restore` subcommand, as a user runs it."
     env = {**os.environ, "PYTHONPATH": str(Path(restore.__file__).parents[1])}
-    return subprocess.run([sys.executable, "-m", "progressive_ir.restore", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run([EXE, "restore", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_cli_image_form(data):
