@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse, contextlib, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import yaml
-from .core import (PROFILES, experiments_dir, load_profile, profile_table, setting_types, check_setting,
-                                 closest_settings, read_yaml, record_failure, repo_root, runs_root, write_json, env_info)
+from .core import (PROFILES, experiments_dir, load_profile, profile_table, setting_types,
+                                 check_setting, closest_settings, read_yaml, record_failure,
+                                 repo_root, runs_root, write_json, env_info)
 from .progressions import parse_shard
 from .restore import add_restore_parser, run_restore
 
@@ -19,96 +20,129 @@ __all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'SUITES', 
            'build_docs', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c006
+DATA_EXPERIMENTS = ("01_progression_data",)
+
+
 def list_experiments() -> list[str]:
     "Names of the experiment notebooks (with a profile file), in run order."
     d = experiments_dir()
-    return sorted(p.stem for p in d.glob("*.ipynb") if (d / f"{p.stem}.yml").is_file() and not p.stem.startswith("_"))
-
-DATA_EXPERIMENTS = ("01_progression_data",)
+    names = [p.stem for p in d.glob("*.ipynb") if (d / f"{p.stem}.yml").is_file()]
+    return sorted(n for n in names if not n.startswith("_"))
 
 # %% ../nbs/11_cli.ipynb #c009
+def _resolve_experiment(name: str, known: list) -> str:
+    "The experiment of `known` that `name` means, with or without its number (else an error)."
+    hits = [e for e in known if e == name or e.split("_", 1)[-1] == name]
+    if not hits:
+        raise ValueError(f"experiment: unknown name {name!r}, expected one of {known}")
+    return hits[0]
+
+
 def select_experiments(only=None, skip=None) -> list[str]:
-    "The experiments to run: all, or `only` these, minus `skip` (names with or without their number)."
-    allx = list_experiments()
-    def resolve(name):
-        hits = [e for e in allx if e == name or e.split("_", 1)[-1] == name]
-        if not hits: raise ValueError(f"experiment: unknown name {name!r}, expected one of {allx}")
-        return hits[0]
-    chosen = [resolve(n) for n in only] if only else allx
-    dropped = {resolve(n) for n in (skip or [])}
-    return [e for e in allx if e in chosen and e not in dropped]
+    "The experiments to run: all, or `only` these, minus `skip` (names with or without number)."
+    known = list_experiments()
+    chosen = [_resolve_experiment(n, known) for n in only] if only else known
+    dropped = {_resolve_experiment(n, known) for n in (skip or [])}
+    return [e for e in known if e in chosen and e not in dropped]
 
 # %% ../nbs/11_cli.ipynb #c012
 def parse_overrides(pairs) -> dict:
     "Parse `key=value` strings (values read as YAML) into a dict of dotted keys."
     out = {}
     for p in pairs or []:
-        if "=" not in p: raise ValueError(f"--set: expected KEY=VALUE, got {p!r}")
+        if "=" not in p:
+            raise ValueError(f"--set: expected KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         out[k.strip()] = read_yaml(v, where=f"--set {k.strip()}")
     return out
 
 # %% ../nbs/11_cli.ipynb #c015
+def _no_experiment_has(key: str, names, types: dict) -> ValueError:
+    "The error for a `--set` key that none of the experiments `names` has, with the closest."
+    known = {k: name for name in names for k in types[name]}
+    close = [f"{k} ({known[k]})" for k in closest_settings(key, known)]
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return ValueError(f"--set {key}: no selected experiment has this setting{hint}")
+
+
 def plan_overrides(names, profile, overrides) -> dict:
-    "{experiment: {key: value}}: the `overrides` each of the experiments `names` takes, checked; unknown keys are errors."
+    "{experiment: {key: value}}: the `overrides` each of the experiments `names` takes, checked."
     types = {name: setting_types(profile_table(name), name) for name in names}
     plan = {name: {} for name in names}
     for key, value in (overrides or {}).items():
         takers = [name for name in names if key in types[name]]
         if not takers:
-            known = {k: name for name in names for k in types[name]}
-            close = [f"{k} ({known[k]})" for k in closest_settings(key, known)]
-            raise ValueError(f"--set {key}: no selected experiment has this setting"
-                             + (f"; closest: {', '.join(close)}" if close else ""))
-        for name in takers: plan[name][key] = check_setting(key, value, types[name], name)  # as that experiment takes it
-    for name in names: load_profile(name, profile, plan[name])  # and the whole set, once more, as the notebook will
+            raise _no_experiment_has(key, names, types)
+        for name in takers:
+            plan[name][key] = check_setting(key, value, types[name], name)  # as each takes it
+    for name in names:
+        load_profile(name, profile, plan[name])  # and the whole set, as the notebook will
     return plan
 
 # %% ../nbs/11_cli.ipynb #c018
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
-KERNEL_WARNINGS = "ignore:IProgress not found"  # tqdm's notice (its category cannot be named this early)
+KERNEL_WARNINGS = "ignore:IProgress not found"  # tqdm's notice (its category cannot be named yet)
+
 
 @contextlib.contextmanager
 def _kernel_environment(runs: Path):
-    "Within the block, a kernel started by papermill inherits `KERNEL_WARNINGS` and the runs folder `runs`."
+    "Within the block, a kernel papermill starts inherits `KERNEL_WARNINGS` and the runs folder `runs`."
     saved = {k: os.environ.get(k) for k in ("PYTHONWARNINGS", "PROGRESSIVE_IR_RUNS")}
     warnings = saved["PYTHONWARNINGS"]
     os.environ["PYTHONWARNINGS"] = f"{warnings},{KERNEL_WARNINGS}" if warnings else KERNEL_WARNINGS
-    os.environ["PROGRESSIVE_IR_RUNS"] = str(runs)  # core.run_dir in the notebook: data and earlier runs under `runs`
+    os.environ["PROGRESSIVE_IR_RUNS"] = str(runs)  # core.run_dir in the notebook: under `runs`
     try:
         yield
     finally:
         for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+# %% ../nbs/11_cli.ipynb #c021
+def _execute_notebook(name: str, params: dict, out: Path, progress: bool):
+    "Execute experiment `name` with papermill into `out/<name>.ipynb`: `None`, or the error."
+    import papermill as pm
+    src = experiments_dir() / f"{name}.ipynb"
+    dest, tmp = out / f"{name}.ipynb", out / f".{name}.running.ipynb"
+    try:
+        with _kernel_environment(out.parent.parent.resolve()):
+            pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(experiments_dir()),
+                                kernel_name="python3", progress_bar=progress, log_output=False,
+                                report_mode=False, extra_arguments=KERNEL_ARGUMENTS)
+    except Exception as e:  # PapermillExecutionError, with the failing cell's traceback
+        lines = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {lines[-1] if lines else e}"
+    finally:
+        if tmp.exists():
+            os.replace(tmp, dest)
+    return None
+
 
 def run_experiment(name, profile, overrides=None, out_root=None, progress=False) -> dict:
-    "Execute experiment `name` under `profile` with papermill; return a record of what ran, where, and how it ended."
-    import papermill as pm
-    if profile not in PROFILES: raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
+    "Execute experiment `name` under `profile` with papermill: what ran, where, how it ended."
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
     overrides = dict(overrides or {})
     load_profile(name, profile, overrides)  # bad keys and values fail here, before a kernel starts
     out = Path(out_root or runs_root()) / profile / name
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").unlink(missing_ok=True)
     params = {"profile": profile, "overrides": overrides, "out_dir": str(out.resolve())}
-    src, dest, tmp = experiments_dir() / f"{name}.ipynb", out / f"{name}.ipynb", out / f".{name}.running.ipynb"
-    t0, error = time.time(), None
-    try:
-        with _kernel_environment(out.parent.parent.resolve()):
-            pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(experiments_dir()), kernel_name="python3",
-                                progress_bar=progress, log_output=False, report_mode=False, extra_arguments=KERNEL_ARGUMENTS)
-    except Exception as e:  # papermill raises PapermillExecutionError with the failing cell's traceback
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
-    finally:
-        if tmp.exists(): os.replace(tmp, dest)
-    if error: record_failure(out, error, params=dict(profile=profile, overrides=overrides))
-    return dict(experiment=name, status="failed" if error else "done", error=error, overrides=overrides,
-                seconds=round(time.time() - t0, 1), notebook=str(dest), out_dir=str(out),
-                outputs=sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
+    t0 = time.time()
+    error = _execute_notebook(name, params, out, progress)
+    if error:
+        record_failure(out, error, params=dict(profile=profile, overrides=overrides))
+    outputs = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    status = "failed" if error else "done"
+    return dict(experiment=name, status=status, error=error, overrides=overrides,
+                seconds=round(time.time() - t0, 1), notebook=str(out / f"{name}.ipynb"),
+                out_dir=str(out), outputs=outputs)
 
-# %% ../nbs/11_cli.ipynb #c023
+# %% ../nbs/11_cli.ipynb #c026
 _FIGURE_TEXT = re.compile(r"^<(?:matplotlib\.figure\.)?Figure size [\d.]+x[\d.]+ with \d+ Axes>$")
+
 
 def figures_as_text(notebook) -> list:
     "The figures that an executed `notebook` shows only as text: [(cell index, text)]."
@@ -118,48 +152,66 @@ def figures_as_text(notebook) -> list:
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             text = "".join(data.get("text/plain", "")).strip()
-            if "image/png" not in data and _FIGURE_TEXT.match(text): found.append((i, text))
+            if "image/png" not in data and _FIGURE_TEXT.match(text):
+                found.append((i, text))
     return found
 
-# %% ../nbs/11_cli.ipynb #c026
-def reproduce(profile="smoke", only=None, skip=None, overrides=None, out_root=None, progress=True) -> dict:
-    "Run the selected experiments under `profile`; write and return the summary (`runs/<profile>/reproduce.json`)."
+# %% ../nbs/11_cli.ipynb #c029
+def reproduce(profile="smoke", only=None, skip=None, overrides=None, out_root=None,
+              progress=True) -> dict:
+    "Run the selected experiments under `profile`; the summary, also written to `<profile>/reproduce.json`."
     from tqdm.std import tqdm
-    if profile not in PROFILES: raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}")
     names = select_experiments(only, skip)
-    plan = plan_overrides(names, profile, overrides)  # every key and value checked before anything runs
+    plan = plan_overrides(names, profile, overrides)  # all checked before anything runs
     root = Path(out_root or runs_root())
     t0, records = time.time(), []
     bar = tqdm(names, desc=f"reproduce[{profile}]", unit="exp", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
         rec = run_experiment(name, profile, plan[name], out_root=root)
-        rec["figures_as_text"] = figures_as_text(rec["notebook"]) if Path(rec["notebook"]).is_file() else []
+        executed = Path(rec["notebook"]).is_file()
+        rec["figures_as_text"] = figures_as_text(rec["notebook"]) if executed else []
         records.append(rec)
-    summary = dict(profile=profile, overrides=overrides or {}, seconds=round(time.time() - t0, 1), experiments=records,
-                   failed=[r["experiment"] for r in records if r["status"] != "done"], env=env_info())
+    failed = [r["experiment"] for r in records if r["status"] != "done"]
+    summary = dict(profile=profile, overrides=overrides or {}, seconds=round(time.time() - t0, 1),
+                   experiments=records, failed=failed, env=env_info())
     write_json(summary, root / profile / "reproduce.json")
     return summary
 
-# %% ../nbs/11_cli.ipynb #c027
+# %% ../nbs/11_cli.ipynb #c032
+def _experiment_lines(r: dict) -> list:
+    "The summary lines of one experiment's record `r`."
+    status = "ok  " if r["status"] == "done" else "FAIL"
+    lines = [f"  {status} {r['experiment']:<24} {r['seconds']:>6.1f} s  {r['out_dir']}"]
+    if r["error"]:
+        lines.append(f"       {r['error']}")
+    if r.get("figures_as_text"):
+        cells = [i for i, _ in r["figures_as_text"]]
+        lines.append(f"       figures shown as text, not images: cells {cells}")
+    return lines
+
+
 def format_summary(summary) -> str:
     "A closing summary: one line per experiment with its status, time and output folder."
-    n = len(summary["experiments"])
-    lines = [f"progressive-ir reproduce --profile {summary['profile']}: {n} experiment(s) in {summary['seconds']:.0f} s"]
+    n, seconds = len(summary["experiments"]), summary["seconds"]
+    command = f"progressive-ir reproduce --profile {summary['profile']}"
+    lines = [f"{command}: {n} experiment(s) in {seconds:.0f} s"]
     for r in summary["experiments"]:
-        status = "ok  " if r["status"] == "done" else "FAIL"
-        lines.append(f"  {status} {r['experiment']:<24} {r['seconds']:>6.1f} s  {r['out_dir']}")
-        if r["error"]: lines.append(f"       {r['error']}")
-        if r.get("figures_as_text"): lines.append(f"       figures shown as text, not images: cells {[i for i, _ in r['figures_as_text']]}")
-    lines.append("all experiments finished" if not summary["failed"] else f"failed: {', '.join(summary['failed'])}")
+        lines += _experiment_lines(r)
+    failed = summary["failed"]
+    lines.append(f"failed: {', '.join(failed)}" if failed else "all experiments finished")
     return "\n".join(lines)
 
-# %% ../nbs/11_cli.ipynb #c030
+# %% ../nbs/11_cli.ipynb #c035
 def _yaml_block(d: dict) -> str:
+    "`d` as block YAML in its own order, short lists on one line."
     return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=110).rstrip()
 
+
 def describe_settings(names=None, profiles=None) -> str:
-    "The settings of experiments `names` (default: all) under `profiles` (default: all four), resolved, as YAML."
+    "The settings of experiments `names` (default: all) under `profiles` (default: all), as YAML."
     names = select_experiments(only=names) if names else list_experiments()
     blocks = []
     for name in names:
@@ -168,6 +220,7 @@ def describe_settings(names=None, profiles=None) -> str:
             blocks.append(f"# {name} --profile {p}\n  {body}")
     return "\n".join(blocks)
 
+# %% ../nbs/11_cli.ipynb #c037
 def describe_experiments() -> str:
     "One line per experiment: its name and the top-level settings (sections) of its profile file."
     lines = []
@@ -176,106 +229,154 @@ def describe_experiments() -> str:
         lines.append(f"{name}: profiles {', '.join(PROFILES)}; settings: {', '.join(base)}")
     return "\n".join(lines)
 
-# %% ../nbs/11_cli.ipynb #c033
+# %% ../nbs/11_cli.ipynb #c040
 SUITES = {"gpu": "gpu_suite.py"}
+
 
 def bench_scripts() -> dict:
     "The benchmark scripts of the checkout: name -> path."
     root = repo_root()
-    if root is None or not (root / "bench").is_dir(): return {}
+    if root is None or not (root / "bench").is_dir():
+        return {}
     return {p.stem: p for p in sorted((root / "bench").glob("*.py"))}
 
+# %% ../nbs/11_cli.ipynb #c043
 def run_bench(names=None, extra_args=()) -> int:
     "Run the named benchmark scripts (all when `names` is empty) and return the worst exit code."
     scripts = {n: p for n, p in bench_scripts().items() if p.name not in SUITES.values()}
     for n in names or []:
-        if n not in scripts: raise ValueError(f"bench: unknown benchmark {n!r}, expected one of {sorted(scripts)}")
+        if n not in scripts:
+            raise ValueError(f"bench: unknown benchmark {n!r}, expected one of {sorted(scripts)}")
     rc = 0
     for n in names or list(scripts):
         print(f"== bench {n}: {scripts[n]}", flush=True)
-        rc = max(rc, subprocess.run([sys.executable, str(scripts[n]), *extra_args], cwd=scripts[n].parent.parent).returncode)
+        command = [sys.executable, str(scripts[n]), *extra_args]
+        done = subprocess.run(command, cwd=scripts[n].parent.parent)
+        rc = max(rc, done.returncode)
     return rc
 
+# %% ../nbs/11_cli.ipynb #c046
 def run_suite(suite: str, args=()) -> int:
     "Run the suite script `bench/<SUITES[suite]>` with `args`; its exit code."
-    if suite not in SUITES: raise ValueError(f"bench --suite: expected one of {sorted(SUITES)}, got {suite!r}")
+    if suite not in SUITES:
+        raise ValueError(f"bench --suite: expected one of {sorted(SUITES)}, got {suite!r}")
     root = repo_root() or Path.cwd()
     script = root / "bench" / SUITES[suite]
     if not script.is_file():
-        raise FileNotFoundError(f"bench --suite {suite}: {script} not found (the suite script is part of a checkout)")
+        raise FileNotFoundError(f"bench --suite {suite}: {script} not found "
+                                "(the suite script is part of a checkout)")
     print(f"== bench suite {suite}: {script}", flush=True)
     return subprocess.run([sys.executable, str(script), *args], cwd=root).returncode
 
-# %% ../nbs/11_cli.ipynb #c036
+# %% ../nbs/11_cli.ipynb #c049
 QUARTO_HELP = ("Quarto is not installed: the docs site needs it (https://quarto.org/docs/get-started/, "
-               "e.g. the .deb or .tar.gz for Linux, then `quarto --version`). Then run `progressive-ir docs` again "
-               "(it calls nbdev_docs, which renders _quarto.yml's pages into _docs/).")
+               "e.g. the .deb or .tar.gz for Linux, then `quarto --version`). Then run "
+               "`progressive-ir docs` again (it calls nbdev_docs, which renders _quarto.yml's pages "
+               "into _docs/).")
+
 
 def _require_nbconvert():
+    "Raise, saying what to install, unless nbconvert is installed."
     import importlib.util
     if importlib.util.find_spec("nbconvert") is None:
-        raise FileNotFoundError("docs: nbconvert is not installed; it renders the executed notebooks to HTML "
-                                "(pip install 'nbconvert>=7', or reinstall progressive_ir, which requires it)")
+        raise FileNotFoundError("docs: nbconvert is not installed; it renders the executed notebooks to "
+                                "HTML (pip install 'nbconvert>=7', or reinstall progressive_ir, which "
+                                "requires it)")
 
-def build_docs(profile="smoke", out=None) -> list[Path]:
-    "Render the site with Quarto when present; else print how to get it and render executed run notebooks to HTML."
-    root = repo_root() or Path.cwd()
-    if shutil.which("quarto"):
-        shutil.copy(root / "_quarto.yml", root / "nbs" / "_quarto.yml")  # nbdev renders from nbs/
-        subprocess.run([str(Path(sys.executable).parent / "nbdev_docs")], cwd=root, check=True)
-        return [root / "_docs"]
-    print(QUARTO_HELP)
+# %% ../nbs/11_cli.ipynb #c052
+def _quarto_site(root: Path) -> list[Path]:
+    "Render the site with Quarto through nbdev_docs (from nbs/, so `_quarto.yml` is copied there)."
+    shutil.copy(root / "_quarto.yml", root / "nbs" / "_quarto.yml")
+    subprocess.run([str(Path(sys.executable).parent / "nbdev_docs")], cwd=root, check=True)
+    return [root / "_docs"]
+
+
+def _render_executed(profile: str, out: Path) -> list[Path]:
+    "Render the executed notebooks of `profile`'s runs to HTML pages in `out` with nbconvert."
     _require_nbconvert()
-    out = Path(out or root / "_docs" / "results" / profile)
     out.mkdir(parents=True, exist_ok=True)
     notebooks = sorted((runs_root() / profile).glob("*/*.ipynb"))
     if not notebooks:
-        print(f"no executed notebooks under {runs_root() / profile}: run `progressive-ir reproduce --profile {profile}` first")
+        print(f"no executed notebooks under {runs_root() / profile}: "
+              f"run `progressive-ir reproduce --profile {profile}` first")
     written = []
     for nb in notebooks:
         cmd = [sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", str(out), str(nb)]
         subprocess.run(cmd, check=True, capture_output=True)
         written.append(out / f"{nb.stem}.html")
-    if written: print(f"rendered {len(written)} executed notebook(s) to {out}")
+    if written:
+        print(f"rendered {len(written)} executed notebook(s) to {out}")
     return written
 
-# %% ../nbs/11_cli.ipynb #c040
-def build_parser() -> argparse.ArgumentParser:
-    "The `progressive-ir` argument parser, with a `--help` for every subcommand."
-    p = argparse.ArgumentParser(prog="progressive-ir", description="Reproducible companion of two restoration papers: "
-                                "progressive restoration with CogVideoX and PromptIR on compressed video.")
-    sub = p.add_subparsers(dest="command", required=True)
-    def profiled(name, help):
-        s = sub.add_parser(name, help=help, description=help)
-        s.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default: smoke)")
-        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a setting by its dotted name (e.g. train.lr=1e-4; YAML value), repeatable")
-        s.add_argument("--out", default=None, help="runs folder (default: runs/ of the checkout, or $PROGRESSIVE_IR_RUNS)")
-        return s
-    r = profiled("reproduce", "run the experiment notebooks in order under a profile (the main job)")
+
+def build_docs(profile="smoke", out=None) -> list[Path]:
+    "Render the site with Quarto; without it, say how to get it and render the executed notebooks."
+    root = repo_root() or Path.cwd()
+    if shutil.which("quarto"):
+        return _quarto_site(root)
+    print(QUARTO_HELP)
+    return _render_executed(profile, Path(out or root / "_docs" / "results" / profile))
+
+# %% ../nbs/11_cli.ipynb #c056
+def _add_profiled(sub, name: str, help: str) -> argparse.ArgumentParser:
+    "Add subcommand `name`, which runs experiments under a profile: `--profile`, `--set`, `--out`."
+    s = sub.add_parser(name, help=help, description=help)
+    profiles = ", ".join(PROFILES)
+    s.add_argument("--profile", default="smoke", help=f"one of {profiles} (default: smoke)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting by its dotted name (e.g. train.lr=1e-4; YAML value), "
+                   "repeatable")
+    s.add_argument("--out", default=None,
+                   help="runs folder (default: runs/ of the checkout, or $PROGRESSIVE_IR_RUNS)")
+    return s
+
+
+def _add_run_parsers(sub):
+    "Add `reproduce` and `make-data`."
+    main_job = "run the experiment notebooks in order under a profile (the main job)"
+    r = _add_profiled(sub, "reproduce", main_job)
     r.add_argument("--only", nargs="+", help="run only these experiments")
     r.add_argument("--skip", nargs="+", help="skip these experiments")
-    m = profiled("make-data", "build the datasets of a profile (progressions and CRF pairs)")
-    m.add_argument("--shard", metavar="I/N",
-                   help="build shard I of N (I from 1 to N) of the progression videos and CRF pairs (sets data.shard)")
-    m.add_argument("--merge", action="store_true", help="merge the shards' manifests (sets data.merge)")
+    m = _add_profiled(sub, "make-data", "build the datasets of a profile (progressions and CRF pairs)")
+    m.add_argument("--shard", metavar="I/N", help="build shard I of N (I from 1 to N) of the "
+                   "progression videos and CRF pairs (sets data.shard)")
+    m.add_argument("--merge", action="store_true",
+                   help="merge the shards' manifests (sets data.merge)")
+
+# %% ../nbs/11_cli.ipynb #c059
+def _add_tool_parsers(sub):
+    "Add `bench`, `docs` and `list`."
     b = sub.add_parser("bench", help="run benchmark scripts in bench/ (they write bench/results/*.json)",
                        description="run benchmark scripts in bench/, or a suite of them")
-    b.add_argument("names", nargs="*", help="benchmarks to run (default: all); see `progressive-ir list`")
-    b.add_argument("--args", default="", help="extra arguments passed to each script, e.g. --args='--device cuda'")
+    b.add_argument("names", nargs="*",
+                   help="benchmarks to run (default: all); see `progressive-ir list`")
+    b.add_argument("--args", default="",
+                   help="extra arguments passed to each script, e.g. --args='--device cuda'")
     b.add_argument("--suite", nargs=argparse.REMAINDER, metavar="NAME ARGS",
                    help=f"run a suite script with the arguments that follow (suites: {', '.join(SUITES)})")
-    d = sub.add_parser("docs", help="build the docs site (needs Quarto) or render executed notebooks to HTML",
-                       description="build the docs")
+    d = sub.add_parser("docs", description="build the docs",
+                       help="build the docs site (needs Quarto) or render executed notebooks to HTML")
     d.add_argument("--profile", default="smoke", help="whose executed notebooks to render without Quarto")
     ls = sub.add_parser("list", help="list experiments and their settings, profiles and benchmarks",
-                        description="list experiments and their settings (resolved per profile), and benchmarks")
-    ls.add_argument("experiments", nargs="*", help="show these experiments' settings (names with or without number)")
+                        description="list experiments and their settings (resolved per profile), "
+                        "and benchmarks")
+    ls.add_argument("experiments", nargs="*",
+                    help="show these experiments' settings (names with or without number)")
     ls.add_argument("--profile", choices=PROFILES, help="only this profile (default: all four)")
+
+# %% ../nbs/11_cli.ipynb #c062
+def build_parser() -> argparse.ArgumentParser:
+    "The `progressive-ir` argument parser, with a `--help` for every subcommand."
+    about = ("Reproducible companion of two restoration papers: progressive restoration with CogVideoX "
+             "and PromptIR on compressed video.")
+    p = argparse.ArgumentParser(prog="progressive-ir", description=about)
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run_parsers(sub)
+    _add_tool_parsers(sub)
     add_restore_parser(sub)
     return p
 
-# %% ../nbs/11_cli.ipynb #c041
+# %% ../nbs/11_cli.ipynb #c065
 def _shard_overrides(args) -> dict:
     "The `data.shard`/`data.merge` overrides of `make-data --shard I/N --merge`."
     out = {}
@@ -283,51 +384,78 @@ def _shard_overrides(args) -> dict:
         try:
             parse_shard(args.shard)
         except ValueError:
-            raise ValueError(f"--shard: expected I/N with 1 <= I <= N (e.g. 1/4 .. 4/4), got {args.shard!r}") from None
+            raise ValueError(f"--shard: expected I/N with 1 <= I <= N (e.g. 1/4 .. 4/4), "
+                             f"got {args.shard!r}") from None
         out["data.shard"] = args.shard.strip()
-    if args.merge: out["data.merge"] = True
+    if args.merge:
+        out["data.merge"] = True
     return out
 
+# %% ../nbs/11_cli.ipynb #c068
 def _check_out(out):
+    "Raise unless `--out` is a folder or does not exist yet."
     if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"--out: {out} is a file; expected a folder for the runs (it is created if missing)")
+        raise ValueError(f"--out: {out} is a file; expected a folder for the runs "
+                         "(it is created if missing)")
+
 
 def _run_profiled(args) -> int:
     "`reproduce` and `make-data`: run, print the summary, 1 if anything failed."
     _check_out(args.out)
     overrides = parse_overrides(args.set)
-    if args.command == "make-data": overrides.update(_shard_overrides(args))
+    if args.command == "make-data":
+        overrides.update(_shard_overrides(args))
     only = list(DATA_EXPERIMENTS) if args.command == "make-data" else args.only
-    summary = reproduce(args.profile, only=only, skip=getattr(args, "skip", None), overrides=overrides, out_root=args.out)
+    skip = getattr(args, "skip", None)
+    summary = reproduce(args.profile, only=only, skip=skip, overrides=overrides, out_root=args.out)
     print(format_summary(summary))
     print(f"summary: {Path(args.out or runs_root()) / args.profile / 'reproduce.json'}")
     return 1 if summary["failed"] else 0
 
+# %% ../nbs/11_cli.ipynb #c071
 def _list(args) -> int:
+    "`list`: the settings of the experiments named (or of a profile), else experiments and benchmarks."
     if args.experiments or args.profile:
         print(describe_settings(args.experiments or None, [args.profile] if args.profile else None))
         return 0
     print(describe_experiments())
     print("settings: progressive-ir list EXPERIMENT [--profile P]")
-    print("benchmarks: " + ", ".join(n for n, p in bench_scripts().items() if p.name not in SUITES.values()))
+    benchmarks = [n for n, p in bench_scripts().items() if p.name not in SUITES.values()]
+    print("benchmarks: " + ", ".join(benchmarks))
     return 0
+
+
+def _bench(args) -> int:
+    "`bench`: a suite with the arguments after its name, or the benchmarks named (default: all)."
+    import shlex
+    if args.suite is None:
+        return run_bench(args.names, shlex.split(args.args))
+    if not args.suite:
+        raise ValueError(f"bench --suite: name a suite ({', '.join(SUITES)})")
+    return run_suite(args.suite[0], args.suite[1:])
+
+# %% ../nbs/11_cli.ipynb #c074
+def _dispatch(args) -> int:
+    "Run the subcommand `args.command`; its exit code."
+    if args.command in ("reproduce", "make-data"):
+        return _run_profiled(args)
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "docs":
+        build_docs(args.profile)
+        return 0
+    if args.command == "list":
+        return _list(args)
+    if args.command == "restore":
+        return run_restore(args)
+    return 0
+
 
 def main(argv=None) -> int:
     "Entry point of the `progressive-ir` console script."
-    import shlex
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("reproduce", "make-data"): return _run_profiled(args)
-        if args.command == "bench" and args.suite is not None:
-            if not args.suite: raise ValueError(f"bench --suite: name a suite ({', '.join(SUITES)})")
-            return run_suite(args.suite[0], args.suite[1:])
-        if args.command == "bench": return run_bench(args.names, shlex.split(args.args))
-        if args.command == "docs":
-            build_docs(args.profile)
-            return 0
-        if args.command == "list": return _list(args)
-        if args.command == "restore": return run_restore(args)
+        return _dispatch(args)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
         print(f"progressive-ir: error: {e}", file=sys.stderr)
         return 2
-    return 0

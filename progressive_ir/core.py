@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import contextlib, datetime, importlib.metadata, json, math, os, platform, random, subprocess, sys, tempfile
+import contextlib, copy, datetime, functools, importlib.metadata, json, math, os, platform
+import random, re, shutil, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,152 +15,207 @@ from PIL import Image, ImageOps
 
 # %% auto #0
 __all__ = ['PACKAGES', 'PROFILES', 'BASE_PROFILE', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc',
-           'pil_to_tensor', 'tensor_to_pil', 'atomic_path', 'atomic_dir', 'write_text', 'write_json', 'read_json',
-           'ffmpeg_exe', 'run_ffmpeg', 'load_image', 'save_image', 'write_video', 'read_video', 'video_info',
+           'pil_to_tensor', 'tensor_to_pil', 'atomic_path', 'write_text', 'atomic_dir', 'write_json', 'read_json',
+           'ffmpeg_exe', 'run_ffmpeg', 'save_image', 'load_image', 'write_video', 'read_video', 'video_info',
            'resize_center_crop', 'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info',
            'RunFolder', 'record_failure', 'experiments_dir', 'read_yaml', 'deep_merge', 'resolve_profile',
            'profile_table', 'setting_type', 'setting_types', 'closest_settings', 'check_setting', 'apply_overrides',
            'load_profile', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #c006
-def check_image(img, name="image", channels=(3,)):
-    "Raise a `ValueError` naming `name` unless `img` is a finite float tensor `[C,H,W]` in [0,1]."
-    if not isinstance(img, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(img).__name__}")
-    if img.ndim != 3 or img.shape[0] not in channels:
-        raise ValueError(f"{name}: expected shape [C,H,W] with C in {channels}, got {list(img.shape)}")
-    return _check_values(img, name)
-
 def _check_values(x, name):
-    if not x.is_floating_point(): raise ValueError(f"{name}: expected a float tensor, got {x.dtype}")
-    if x.numel() == 0: raise ValueError(f"{name}: is empty, got shape {list(x.shape)}")
-    lo, hi = (v.item() for v in torch.aminmax(x.detach()))  # one pass; a NaN anywhere makes both NaN
-    if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"{name}: contains NaN or infinite values")
-    if lo < 0 or hi > 1: raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
+    "Raise a `ValueError` naming `name` unless `x` is a non-empty finite float tensor in [0,1]."
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"{name}: is empty, got shape {list(x.shape)}")
+    lo, hi = (v.item() for v in torch.aminmax(x.detach()))  # one pass; a NaN makes both NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
     return x
 
+
+def check_image(img, name="image", channels=(3,)):
+    "Raise a `ValueError` naming `name` unless `img` is a finite float tensor `[C,H,W]` in [0,1]."
+    if not isinstance(img, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(img).__name__}")
+    if img.ndim != 3 or img.shape[0] not in channels:
+        shape = list(img.shape)
+        raise ValueError(f"{name}: expected shape [C,H,W] with C in {channels}, got {shape}")
+    return _check_values(img, name)
+
+# %% ../nbs/00_core.ipynb #c009
 def check_video(frames, name="frames"):
-    "Raise a `ValueError` naming `name` unless `frames` is a finite float tensor `[T,3,H,W]` in [0,1]."
-    if not isinstance(frames, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(frames).__name__}")
+    "Raise a `ValueError` naming `name` unless `frames` is a finite float `[T,3,H,W]` in [0,1]."
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(frames).__name__}")
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"{name}: expected shape [T,3,H,W] with T >= 1, got {list(frames.shape)}")
     return _check_values(frames, name)
 
-# %% ../nbs/00_core.ipynb #c009
+# %% ../nbs/00_core.ipynb #c012
 def to_uint8_hwc(img) -> np.ndarray:
-    "Convert `[...,C,H,W]` in [0,1] (an image, or frames `[T,3,H,W]`) to a contiguous `uint8` array `[...,H,W,C]`, rounding to nearest."
-    return (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).contiguous().cpu().numpy()
+    "Convert `[...,C,H,W]` in [0,1] (an image, or frames) to a `uint8` array `[...,H,W,C]`, rounded."
+    levels = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return levels.movedim(-3, -1).contiguous().cpu().numpy()
 
+# %% ../nbs/00_core.ipynb #c015
 def from_uint8_hwc(arr) -> torch.Tensor:
-    "Convert a `uint8` (or `uint16`) array `[...,H,W,C]` (an image, or frames `[T,H,W,3]`) or `[H,W]` to float32 `[...,C,H,W]` in [0,1]."
+    "Convert a `uint8`/`uint16` array `[...,H,W,C]` (or `[H,W]`) to float32 `[...,C,H,W]` in [0,1]."
     arr = np.asarray(arr)
-    if arr.ndim == 2: arr = arr[..., None]
+    if arr.ndim == 2:
+        arr = arr[..., None]
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
     return torch.from_numpy(arr.astype(np.float32)).movedim(-1, -3).div_(scale).contiguous()
 
-# %% ../nbs/00_core.ipynb #c012
+# %% ../nbs/00_core.ipynb #c018
+_GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
+_ALPHA_MODES = ("RGBA", "PA", "RGBa", "La")  # and "LA", which keeps its gray channel
+
+
 def pil_to_tensor(im: Image.Image) -> torch.Tensor:
     "Convert a Pillow image of any mode to `[3,H,W]` float32 RGB in [0,1] (see the table above)."
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64) / 65535.0
-        return torch.from_numpy(np.clip(arr, 0, 1).astype(np.float32))[None].expand(3, -1, -1).contiguous()
-    if im.mode == "P" and "transparency" in im.info: im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"): im = im.convert("RGBA").convert("RGB") if im.mode != "LA" else im.convert("L")
-    if im.mode in ("L", "1"): return from_uint8_hwc(np.asarray(im.convert("L"))).expand(3, -1, -1).contiguous()
+    if im.mode in _GRAY16_MODES:
+        arr = np.clip(np.asarray(im, dtype=np.float64) / 65535.0, 0, 1)
+        return torch.from_numpy(arr.astype(np.float32))[None].expand(3, -1, -1).contiguous()
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode == "LA":
+        im = im.convert("L")
+    elif im.mode in _ALPHA_MODES:
+        im = im.convert("RGBA").convert("RGB")
+    if im.mode in ("L", "1"):
+        return from_uint8_hwc(np.asarray(im.convert("L"))).expand(3, -1, -1).contiguous()
     return from_uint8_hwc(np.asarray(im.convert("RGB")))
 
+# %% ../nbs/00_core.ipynb #c021
 def tensor_to_pil(img) -> Image.Image:
     "Convert an image `[3,H,W]` (or `[1,H,W]` grayscale) in [0,1] to an 8-bit Pillow image."
     check_image(img, channels=(1, 3))
     arr = to_uint8_hwc(img)
     return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
 
-# %% ../nbs/00_core.ipynb #c015
+# %% ../nbs/00_core.ipynb #c024
+def _umask() -> int:
+    "The process's file-creation mask (read by setting it and putting it back)."
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    "Yield a temporary path next to `path` (same suffix); rename it to `path` on success, delete it on failure."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions a plain open() would
+    "Yield a temporary path beside `path` (same suffix): renamed to `path` on success, else deleted."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = dict(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    fd, tmp = tempfile.mkstemp(**name, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600: give it what a plain open() would
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
-@contextlib.contextmanager
-def atomic_dir(path):
-    "Yield a temporary folder next to `path` (named `.tmp-<name>-*`); it replaces `path` on success and is deleted on failure."
-    import shutil
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-        if path.exists(): shutil.rmtree(path)
-        os.rename(tmp, path)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-
+# %% ../nbs/00_core.ipynb #c029
 def write_text(text: str, path):
     "Write `text` to `path` atomically."
-    with atomic_path(path) as tmp: tmp.write_text(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #c032
+@contextlib.contextmanager
+def atomic_dir(path):
+    "Yield a temporary folder `.tmp-<name>-*` beside `path`: it replaces `path` on success, or goes."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #c035
 def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.tolist()
-    if isinstance(o, Path): return str(o)
+    "A JSON value for what `json` cannot write itself: NumPy numbers and arrays, tensors and paths."
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
 
 def _finite(o):
     "Replace NaN and infinities by `None` (JSON has no NaN), recursively."
-    if isinstance(o, float) and not np.isfinite(o): return None
-    if isinstance(o, dict): return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_finite(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
     return o
 
+
 def write_json(obj, path, indent=2):
-    "Write `obj` as standard JSON to `path` atomically (numpy, torch and Path values converted; NaN written as null)."
-    plain = json.loads(json.dumps(obj, default=_json_default))  # numpy/torch -> Python, NaN kept as float
+    "Write `obj` as standard JSON to `path` atomically (NumPy, torch, Path values converted; NaN: null)."
+    plain = json.loads(json.dumps(obj, default=_json_default))  # plain Python, NaN still a float
     return write_text(json.dumps(_finite(plain), indent=indent, allow_nan=False) + "\n", path)
 
+# %% ../nbs/00_core.ipynb #c038
 def read_json(path):
     "Read a JSON file, with an error naming `path` when it is missing or malformed."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such JSON file")
-    try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such JSON file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
-# %% ../nbs/00_core.ipynb #c022
+# %% ../nbs/00_core.ipynb #c041
 def ffmpeg_exe() -> str:
     "Path of the ffmpeg binary shipped by `imageio-ffmpeg` (has libx264 and libx265)."
     import imageio_ffmpeg
     return imageio_ffmpeg.get_ffmpeg_exe()
 
-# %% ../nbs/00_core.ipynb #c074
+# %% ../nbs/00_core.ipynb #c044
+def _feed(p, data: bytes):
+    "Write `data` to the stdin of process `p` in one write, then close it (fine if `p` stopped early)."
+    try:
+        p.stdin.write(data)
+    except BrokenPipeError:  # ffmpeg stopped early: its message says why
+        pass
+    finally:
+        p.stdin.close()
+
+
 def run_ffmpeg(args, what, stdin=None) -> bytes:
-    "Run ffmpeg quietly with `args`, piping in the bytes `stdin`: its stdout, or a `ValueError` naming `what`."
+    "Run ffmpeg quietly with `args`, piping in the bytes `stdin`: its stdout, or an error naming `what`."
     import threading
     quiet = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: ffmpeg's messages can never block it
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: its messages can never block ffmpeg
         if stdin is None:
             p = subprocess.Popen([*quiet, "-nostdin", *args], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=err)
         else:
-            p = subprocess.Popen([*quiet, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        def feed():  # one large write (subprocess.run writes 512-byte pieces: a third of an encoding's cost)
-            try:
-                p.stdin.write(stdin)
-            except BrokenPipeError:  # ffmpeg stopped early: its message says why
-                pass
-            finally:
-                p.stdin.close()
-        feeder = threading.Thread(target=feed) if stdin is not None else None
+            p = subprocess.Popen([*quiet, *args], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=err)
+        feeder = threading.Thread(target=_feed, args=(p, stdin)) if stdin is not None else None
         if feeder:
             feeder.start()
         out = p.stdout.read()
@@ -172,70 +228,26 @@ def run_ffmpeg(args, what, stdin=None) -> bytes:
             raise ValueError(f"{what}: ffmpeg failed ({msg[-1] if msg else 'no message'})")
     return out
 
-# %% ../nbs/00_core.ipynb #c025
-@contextlib.contextmanager
-def _pixel_limit(path, max_pixels=None):
-    "Apply Pillow's pixel limit (or `max_pixels`) to what is read inside: over it, a `ValueError` naming `path`."
-    import warnings
-    saved = Image.MAX_IMAGE_PIXELS
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: an error
-            yield
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(f"{path}: more pixels than the limit of {limit:,} ({e}); if you trust the file, raise "
-                         "the limit: load_image(path, max_pixels=N), or PIL.Image.MAX_IMAGE_PIXELS = N "
-                         "(None: no limit)") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+# %% ../nbs/00_core.ipynb #c047
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+                ".tiff": "TIFF", ".webp": "WEBP"}
 
-def _png_is_rgb16(path) -> bool:
-    "Whether `path` is a 16-bit RGB(A) PNG (which Pillow would read as 8 bits)."
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
-
-def load_image(path, max_pixels=None) -> torch.Tensor:
-    "Read an image file as `[3,H,W]` float32 RGB in [0,1] (EXIF orientation applied, modes as `pil_to_tensor`)."
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    with _pixel_limit(path, max_pixels):
-        if _png_is_rgb16(path):
-            with Image.open(path) as im:
-                w, h = im.size
-            raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
-            return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return pil_to_tensor(ImageOps.exif_transpose(im))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise
-        except Exception as e:
-            raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow format): "
-                             f"{e}") from None
-
-# %% ../nbs/00_core.ipynb #c027
-_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-                ".webp": "WEBP"}
 
 def _save_png16(img, path):
-    "Write `[1,H,W]` or `[3,H,W]` in [0,1] as a 16-bit PNG (colour through ffmpeg: Pillow has no 16-bit RGB)."
+    "Write `[1,H,W]` or `[3,H,W]` in [0,1] as a 16-bit PNG (colour through ffmpeg, gray through Pillow)."
     if img.shape[0] == 1:
         gray = (img[0].cpu().double() * 65535).round().numpy().astype(np.uint16)
         Image.fromarray(gray).save(path, format="PNG")
         return
     arr = (img.detach().cpu().double().permute(1, 2, 0) * 65535).round().numpy().astype("<u2")
-    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{arr.shape[1]}x{arr.shape[0]}", "-i", "-",
-                "-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(path)], path,
-               stdin=arr.tobytes())
+    size = f"{arr.shape[1]}x{arr.shape[0]}"
+    raw_in = ["-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", size, "-i", "-"]
+    png_out = ["-frames:v", "1", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb48be", str(path)]
+    run_ffmpeg([*raw_in, *png_out], path, stdin=arr.tobytes())
+
 
 def save_image(img, path, quality=95, bits=8):
-    "Write an image `[3,H,W]` (or `[1,H,W]`) in [0,1] to `path` atomically; format from the suffix, 8/16 bits."
+    "Write an image `[3,H,W]` (or `[1,H,W]`) in [0,1] to `path` atomically, in 8 or 16 `bits`."
     path = Path(path)
     fmt = _PIL_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -253,7 +265,55 @@ def save_image(img, path, quality=95, bits=8):
             tensor_to_pil(img).save(tmp, format=fmt, **kw)
     return path
 
-# %% ../nbs/00_core.ipynb #c033
+# %% ../nbs/00_core.ipynb #c050
+@contextlib.contextmanager
+def _pixel_limit(path, max_pixels=None):
+    "Apply Pillow's pixel limit (or `max_pixels`) to reads inside: over it, an error naming `path`."
+    saved = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over it: an error
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: more pixels than the limit of {limit:,} ({e}); if you trust the "
+                         "file, raise the limit: load_image(path, max_pixels=N), or "
+                         "PIL.Image.MAX_IMAGE_PIXELS = N (None: no limit)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _png_is_rgb16(path) -> bool:
+    "Whether `path` is a 16-bit RGB(A) PNG (which Pillow would read as 8 bits)."
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def load_image(path, max_pixels=None) -> torch.Tensor:
+    "Read an image file as `[3,H,W]` float32 RGB in [0,1], upright (EXIF), modes as `pil_to_tensor`."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    with _pixel_limit(path, max_pixels):
+        if _png_is_rgb16(path):
+            with Image.open(path) as im:
+                w, h = im.size
+            raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
+            return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return pil_to_tensor(ImageOps.exif_transpose(im))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow "
+                             f"format): {e}") from None
+
+# %% ../nbs/00_core.ipynb #c055
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
     "ffmpeg codec, pixel format and output parameters for `write_video`."
     if codec not in ("libx264", "libx265"):
@@ -261,24 +321,26 @@ def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):
     if lossless and codec == "libx264":
         return "libx264rgb", "rgb24", ["-preset", preset, "-qp", "0"]
     if lossless:
-        return "libx265", "yuv444p", ["-preset", preset, "-x265-params", "lossless=1:log-level=error"]
+        x265 = ["-x265-params", "lossless=1:log-level=error"]
+        return "libx265", "yuv444p", ["-preset", preset, *x265]
     extra = ["-x265-params", "log-level=error"] if codec == "libx265" else []
     rate = ["-qp", str(int(qp))] if qp is not None else ["-crf", str(crf)]
     if qp is None and not 0 <= crf <= 51:
         raise ValueError(f"crf: expected 0..51, got {crf}")
     return codec, pix_fmt, ["-preset", preset, *rate, *extra]
 
+
 def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, preset="medium",
                 pix_fmt="yuv420p", qp=None):
-    "Encode `[T,3,H,W]` frames in [0,1] to an mp4 at `path` atomically: libx264/libx265 at `crf` (or `qp`)."
+    "Encode `[T,3,H,W]` frames in [0,1] to an mp4 at `path` atomically: libx264/5 at `crf` (or `qp`)."
     import imageio_ffmpeg
     check_video(frames)
     path = Path(path)
     T, _, H, W = frames.shape
     vcodec, pix, params = _video_params(codec, crf, lossless, preset, pix_fmt, qp)
     if pix in ("yuv420p", "yuv420p10le") and (H % 2 or W % 2):
-        raise ValueError(f"frames: {pix} needs an even width and height, got {W}x{H}; crop or pad first, "
-                         "or use lossless=True")
+        raise ValueError(f"frames: {pix} needs an even width and height, got {W}x{H}; crop or pad "
+                         "first, or use lossless=True")
     arr = to_uint8_hwc(frames)
     with atomic_path(path) as tmp:
         w = imageio_ffmpeg.write_frames(str(tmp), (W, H), fps=fps, codec=vcodec, pix_fmt_out=pix,
@@ -290,18 +352,17 @@ def write_video(frames, path, fps=5, codec="libx264", crf=18, lossless=False, pr
         w.close()
     return path
 
-# %% ../nbs/00_core.ipynb #c032
-import re
-
+# %% ../nbs/00_core.ipynb #c058
 def _ffmpeg_log_errors(log) -> list:
     "The error lines of an ffmpeg log written with `-loglevel level+...` (their level tag removed)."
-    tagged = [l for l in log if re.search(r"(^|\] )\[(error|fatal)\] ", l)]
-    return [re.sub(r"\[(error|fatal)\] ", "", l).strip() for l in tagged]
+    tagged = [line for line in log if re.search(r"(^|\] )\[(error|fatal)\] ", line)]
+    return [re.sub(r"\[(error|fatal)\] ", "", line).strip() for line in tagged]
+
 
 def _decode_video(path, output, max_frames=None) -> tuple:
-    "Run ffmpeg on the first video stream of `path` into `output`; return (stdout, log lines, size, fps)."
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-i", str(path),
-            "-map", "0:v:0", "-fps_mode", "passthrough"]
+    "Run ffmpeg on the first video stream of `path` into `output`: (stdout, log lines, size, fps)."
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
+            "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
     if max_frames is not None:
         args += ["-frames:v", str(int(max_frames))]
     p = subprocess.run(args + output, capture_output=True)
@@ -309,42 +370,50 @@ def _decode_video(path, output, max_frames=None) -> tuple:
     if p.returncode != 0:
         errors = _ffmpeg_log_errors(log) or log[-1:] or ["no message"]
         raise ValueError(f"{path}: not a readable video: {errors[-1]}")
-    streams = [l for l in log if re.search(r"Stream #\d+:\d+.*: Video: ", l)]
-    size = re.search(r", (\d+)x(\d+)", streams[-1])  # the last one: the decoded output, after any rotation
+    streams = [line for line in log if re.search(r"Stream #\d+:\d+.*: Video: ", line)]
+    size = re.search(r", (\d+)x(\d+)", streams[-1])  # the last: the output, after any rotation
     fps = re.search(r", ([\d.]+) (fps|tbr)", streams[0])
     return p.stdout, log, (int(size[1]), int(size[2])), float(fps[1]) if fps else None
 
+# %% ../nbs/00_core.ipynb #c061
 def _declared_frames(path, fps) -> tuple:
-    "The frame count the container of `path` declares (PyAV), and whether it is estimated from the duration."
+    "The frame count the container of `path` declares (PyAV), and whether it is estimated."
     import av
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             if s.frames:
                 return int(s.frames), False
-            seconds = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / av.time_base
+            if s.duration:
+                seconds = float(s.duration * s.time_base)
+            else:
+                seconds = (c.duration or 0) / av.time_base
     except (av.error.FFmpegError, IndexError):
         return None, False
     return (round(seconds * fps), True) if seconds and fps else (None, False)
 
+
 def _check_complete(path, decoded, log, fps, stopped_early, strict):
-    "Raise (or warn, unless `strict`) when ffmpeg logged errors or fewer frames decoded than `path` declares."
-    import warnings
+    "Raise (or warn, unless `strict`) on ffmpeg errors or fewer frames decoded than `path` declares."
     errors = _ffmpeg_log_errors(log)
     declared, estimate = _declared_frames(path, fps) if not stopped_early else (None, False)
     short = declared is not None and decoded < declared - (1 if estimate else 0)
     if not (errors or short):
         return
-    counts = (f"{decoded} frames decoded, the container declares {'about ' if estimate else ''}{declared}"
-              if declared is not None else f"{decoded} frames decoded")
-    msg = f"{path}: truncated or damaged video: {counts}{'; ffmpeg: ' + errors[0] if errors else ''}"
+    about = "about " if estimate else ""
+    counts = f"{decoded} frames decoded"
+    if declared is not None:
+        counts += f", the container declares {about}{declared}"
+    if errors:
+        counts += f"; ffmpeg: {errors[0]}"
+    msg = f"{path}: truncated or damaged video: {counts}"
     if strict:
         raise ValueError(msg + " (pass strict=False to use the frames that decode)")
     warnings.warn(msg + "; using the frames that decoded")
 
-# %% ../nbs/00_core.ipynb #c056
+# %% ../nbs/00_core.ipynb #c064
 def read_video(path, start=0, max_frames=None, strict=True) -> torch.Tensor:
-    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB in [0,1]."
+    "Decode frames `start .. start+max_frames` of a video file into `[T,3,H,W]` float32 RGB."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
@@ -357,133 +426,180 @@ def read_video(path, start=0, max_frames=None, strict=True) -> torch.Tensor:
                          f"the video has {len(frames)})")
     return from_uint8_hwc(frames[start:])
 
-# %% ../nbs/00_core.ipynb #c057
+# %% ../nbs/00_core.ipynb #c067
 def video_info(path, strict=True) -> dict:
-    "Frame rate, size and frame count (every frame decoded) of a video file, checked as `read_video` does."
+    "Frame rate, size and frame count (every frame decoded) of a video file, checked as on reading."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
     _, log, (w, h), fps = _decode_video(path, ["-f", "null", "-"])
-    counts = [int(m[1]) for l in log for m in [re.search(r"frame=\s*(\d+)", l)] if m]
+    counts = [int(m[1]) for line in log for m in [re.search(r"frame=\s*(\d+)", line)] if m]
     if not counts:
         raise ValueError(f"{path}: not a readable video: ffmpeg reported no frame count")
     _check_complete(path, counts[-1], log, fps, False, strict)
     return dict(fps=fps, width=w, height=h, frames=counts[-1])
 
-# %% ../nbs/00_core.ipynb #c037
+# %% ../nbs/00_core.ipynb #c072
 def resize_center_crop(img, size) -> torch.Tensor:
-    "Scale `[3,H,W]` (or `[...,3,H,W]`; float in [0,1] or `uint8`) to cover `size=(width, height)` (antialiased bicubic), then centre-crop."
+    "Scale `[...,3,H,W]` (float in [0,1], or `uint8`) to cover `size=(width, height)`, then centre-crop."
     W, H = int(size[0]), int(size[1])
-    if W < 1 or H < 1: raise ValueError(f"size: expected positive (width, height), got {size}")
+    if W < 1 or H < 1:
+        raise ValueError(f"size: expected positive (width, height), got {size}")
     h, w = img.shape[-2:]
     s = max(W / w, H / h)
     nh, nw = max(H, round(h * s)), max(W, round(w * s))
-    x = img if (nh, nw) == (h, w) else F.interpolate(img.reshape(-1, *img.shape[-3:]), size=(nh, nw), mode="bicubic",
-                                                       antialias=True, align_corners=False).reshape(*img.shape[:-2], nh, nw)
+    x = img
+    if (nh, nw) != (h, w):
+        flat = img.reshape(-1, *img.shape[-3:])
+        x = F.interpolate(flat, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        x = x.reshape(*img.shape[:-2], nh, nw)
     top, left = (nh - H) // 2, (nw - W) // 2
     x = x[..., top:top + H, left:left + W]
-    return (x if img.dtype == torch.uint8 else x.clamp(0, 1)).contiguous()
+    if img.dtype != torch.uint8:
+        x = x.clamp(0, 1)
+    return x.contiguous()
 
-# %% ../nbs/00_core.ipynb #c040
+# %% ../nbs/00_core.ipynb #c077
+def _thumbnail(im, height: int) -> Image.Image:
+    "`im` scaled to `height`, its width in proportion, as a Pillow image."
+    width = max(1, round(im.shape[-1] * height / im.shape[-2]))
+    return tensor_to_pil(resize_center_crop(im, (width, height)))
+
+
 def image_grid(rows, labels=None, thumb_height=128, pad=4, label_height=14) -> Image.Image:
-    "Lay out `rows` (lists of `[3,H,W]` images) as a labelled grid, every image scaled to `thumb_height`."
+    "Lay out `rows` (lists of `[3,H,W]` images) as a labelled grid, every image `thumb_height` high."
     from PIL import ImageDraw
-    if not rows or not all(rows): raise ValueError("rows: expected a non-empty list of non-empty lists of images")
-    thumbs = [[tensor_to_pil(resize_center_crop(im, (max(1, round(im.shape[-1] * thumb_height / im.shape[-2])), thumb_height)))
-               for im in row] for row in rows]
-    W = max(sum(t.size[0] + pad for t in row) + pad for row in thumbs)
-    H = len(thumbs) * (thumb_height + label_height + pad) + pad
-    sheet = Image.new("RGB", (W, H), (255, 255, 255)); draw = ImageDraw.Draw(sheet)
+    if not rows or not all(rows):
+        raise ValueError("rows: expected a non-empty list of non-empty lists of images")
+    thumbs = [[_thumbnail(im, thumb_height) for im in row] for row in rows]
+    row_height = thumb_height + label_height + pad
+    width = max(sum(t.size[0] + pad for t in row) + pad for row in thumbs)
+    sheet = Image.new("RGB", (width, len(thumbs) * row_height + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
     for r, row in enumerate(thumbs):
-        x, y = pad, pad + r * (thumb_height + label_height + pad)
+        x, y = pad, pad + r * row_height
         for c, t in enumerate(row):
             sheet.paste(t, (x, y))
-            if labels: draw.text((x, y + thumb_height + 1), str(labels[r][c]), fill=(0, 0, 0))
+            if labels:
+                draw.text((x, y + thumb_height + 1), str(labels[r][c]), fill=(0, 0, 0))
             x += t.size[0] + pad
     return sheet
 
-# %% ../nbs/00_core.ipynb #c043
+# %% ../nbs/00_core.ipynb #c080
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (all devices) with `seed`; return it."
-    if not isinstance(seed, int) or seed < 0: raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return seed
 
+# %% ../nbs/00_core.ipynb #c083
 def get_device(device=None) -> torch.device:
-    "The torch device for `device` ('cpu', 'cuda', 'cuda:1', 'mps'); `None` or 'auto' picks CUDA, then MPS, then CPU."
+    "The torch device for `device` ('cpu', 'cuda:1', 'mps'); `None`/'auto': CUDA, else MPS, else CPU."
     if device is None or device == "auto":
-        if torch.cuda.is_available(): return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): return torch.device("mps")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
         return torch.device("cpu")
-    try: dev = torch.device(device)
-    except RuntimeError: raise ValueError(f"device: expected 'cpu', 'cuda[:N]', 'mps' or 'auto', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        expected = "'cpu', 'cuda[:N]', 'mps' or 'auto'"
+        raise ValueError(f"device: expected {expected}, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
     return dev
 
-# %% ../nbs/00_core.ipynb #c046
-PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "lpips", "scikit-image",
-            "numpy", "pillow", "imageio-ffmpeg", "papermill", "progressive_ir")
-
-def _version(pkg):
-    try: return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError: return None
-
+# %% ../nbs/00_core.ipynb #c086
 def repo_root():
-    "The checkout this package was loaded from (the folder with `settings.ini`), or `None` for an installed copy."
+    "The checkout this package was loaded from (with `settings.ini`), or `None` for an installed copy."
     import importlib.util
     spec = importlib.util.find_spec("progressive_ir")
-    if spec is None or spec.origin is None: return None
+    if spec is None or spec.origin is None:
+        return None
     root = Path(spec.origin).resolve().parents[1]
     return root if (root / "settings.ini").is_file() else None
 
+# %% ../nbs/00_core.ipynb #c089
 def git_commit():
-    "The git commit of the code (with '+dirty' when tracked files changed), or `None` outside a checkout."
+    "The git commit of the code ('+dirty' when tracked files changed), or `None` outside a checkout."
     root = repo_root() or Path.cwd()
+    run = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=10)
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0: return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        sha = run(["git", "rev-parse", "HEAD"])
+        if sha.returncode != 0:
+            return None
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"])
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired): return None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+# %% ../nbs/00_core.ipynb #c092
+PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "accelerate", "lpips",
+            "scikit-image", "numpy", "pillow", "imageio-ffmpeg", "papermill", "progressive_ir")
+
+
+def _version(pkg):
+    "The installed version of package `pkg`, or `None`."
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
 
 def env_info() -> dict:
     "Python, platform, CPU/GPU names, package versions and git commit: the provenance of a result."
-    gpu = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return dict(python=sys.version.split()[0], platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), gpus=gpu,
-                device=gpu[0] if gpu else f"CPU ({platform.machine()}, {os.cpu_count()} cores)",
+    gpus = []
+    if torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    cpu = f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    return dict(python=sys.version.split()[0], platform=platform.platform(),
+                processor=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), gpus=gpus, device=gpus[0] if gpus else cpu,
                 packages={p: _version(p) for p in PACKAGES}, git_commit=git_commit())
 
-# %% ../nbs/00_core.ipynb #c050
+# %% ../nbs/00_core.ipynb #c096
 def _watch_kernel_errors(run: RunFolder):
-    "In a Jupyter kernel, mark `run` failed when a later cell raises (the traceback is shown as usual)."
+    "In a Jupyter kernel, mark `run` failed when a later cell raises (the traceback shown as usual)."
     try:
         from IPython import get_ipython
     except ImportError:
         return None
     shell = get_ipython()
-    if shell is None or type(shell).__name__ != "ZMQInteractiveShell": return None
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return None
+
     def on_error(shell, etype, value, tb, tb_offset=None):
         run.fail(value)
-        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)  # as IPython would without the hook
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)  # as without the hook
+
     shell.set_custom_exc((Exception,), on_error)
     return on_error
 
-# %% ../nbs/00_core.ipynb #c052
+# %% ../nbs/00_core.ipynb #c099
 def _now():
+    "The time now, UTC, in ISO format to the second."
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
 
 def _error_text(error) -> str:
     "One line for an exception (`TypeName: message`) or a message."
-    if not isinstance(error, BaseException): return str(error)
+    if not isinstance(error, BaseException):
+        return str(error)
     return f"{type(error).__name__}: {error}"
 
+
 class RunFolder:
-    "A folder for one run's outputs, with `run.json` recording parameters, seed, commit, package versions and status."
+    "A folder for one run's outputs, with `run.json` recording its settings, provenance and status."
+
     def __init__(self, path, params=None, seed=None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.record = dict(params=params or {}, seed=seed, started=_now(), status="running", **env_info())
+        started = dict(started=_now(), status="running")
+        self.record = dict(params=params or {}, seed=seed, **started, **env_info())
         write_json(self.record, self.path / "run.json")
         _watch_kernel_errors(self)
 
@@ -502,8 +618,9 @@ class RunFolder:
         return self._close("done", summary=summary)
 
     def fail(self, error) -> dict:
-        "Mark the run failed with `error` (an exception or a message); a run that already ended keeps its status."
-        if self.record["status"] != "running": return self.record
+        "Mark the run failed with `error` (exception or message); a run that ended keeps its status."
+        if self.record["status"] != "running":
+            return self.record
         return self._close("failed", error=_error_text(error))
 
     def _close(self, status, **fields) -> dict:
@@ -511,84 +628,115 @@ class RunFolder:
         write_json(self.record, self.path / "run.json")
         return self.record
 
-    def __repr__(self): return f"RunFolder({str(self.path)!r})"
+    def __repr__(self):
+        return f"RunFolder({str(self.path)!r})"
 
-# %% ../nbs/00_core.ipynb #c057
+# %% ../nbs/00_core.ipynb #c104
 def record_failure(path, error, params=None) -> dict:
-    "Mark the run in folder `path` failed with `error`, unless its `run.json` says it ended; without one, write one."
+    "Mark the run in folder `path` failed with `error`, unless its `run.json` says it ended."
     f = Path(path) / "run.json"
-    rec = read_json(f) if f.is_file() else dict(params=params or {}, seed=None, started=None, status="running", **env_info())
-    if rec.get("status") != "running": return rec  # the run recorded its own end
+    if f.is_file():
+        rec = read_json(f)
+    else:
+        rec = dict(params=params or {}, seed=None, started=None, status="running", **env_info())
+    if rec.get("status") != "running":
+        return rec  # the run recorded its own end
     rec.update(status="failed", finished=_now(), error=_error_text(error))
     write_json(rec, f)
     return rec
 
-# %% ../nbs/00_core.ipynb #c060
-import copy, functools
-
+# %% ../nbs/00_core.ipynb #c107
 PROFILES = ("smoke", "cpu", "gpu", "paper")
 BASE_PROFILE = "base"
 
+
 def experiments_dir() -> Path:
-    "The folder of the experiment notebooks: `$PROGRESSIVE_IR_EXPERIMENTS`, else `nbs/experiments` of the checkout."
+    "The experiment notebooks' folder: `$PROGRESSIVE_IR_EXPERIMENTS`, else the checkout's."
     env = os.environ.get("PROGRESSIVE_IR_EXPERIMENTS")
-    if env: return Path(env)
+    if env:
+        return Path(env)
     root = repo_root()
     if root is None:
         raise FileNotFoundError("experiments: this copy of progressive_ir is not a checkout; "
                                 "set PROGRESSIVE_IR_EXPERIMENTS to the nbs/experiments folder")
     return root / "nbs" / "experiments"
 
+# %% ../nbs/00_core.ipynb #c110
 _FLOAT_EXP = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"
+
 
 @functools.cache
 def _yaml_loader():
-    import re, yaml
-    class Loader(yaml.SafeLoader): pass  # safe: plain data only, never objects
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_EXP), list("-+0123456789."))
+    "PyYAML's safe loader, reading `1e-4` as a float."
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # safe: plain data only, never objects
+        pass
+
+    first_chars = list("-+0123456789.")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_EXP), first_chars)
     return Loader
 
+
 def read_yaml(text: str, where="YAML"):
-    "Parse YAML `text` as plain data, reading `1e-4` as a float; a syntax error names `where` and the place, in one line."
+    "Parse YAML `text` as plain data, `1e-4` as a float; a syntax error names `where` and the place."
     import yaml
     try:
         return yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"{where}: not valid YAML{place} ({getattr(e, 'problem', None) or e})") from None
+        problem = getattr(e, "problem", None) or e
+        raise ValueError(f"{where}: not valid YAML{place} ({problem})") from None
 
-# %% ../nbs/00_core.ipynb #c062
+# %% ../nbs/00_core.ipynb #c113
 def deep_merge(base: dict, changes: dict) -> dict:
-    "A copy of `base` with `changes` merged in: mappings merge key by key; lists, scalars and nulls replace."
+    "A copy of `base` with `changes` merged in: mappings merge key by key, anything else replaces."
     out = copy.deepcopy(base)
     for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict): out[k] = deep_merge(out[k], v)
-        else: out[k] = copy.deepcopy(v)
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
     return out
 
-# %% ../nbs/00_core.ipynb #c065
-def _own_keys_known(own: dict, base, where: str, prefix=""):
-    for k, v in own.items():
-        key = f"{prefix}{k}"
-        if base is None: continue  # below a null in base: free-form
-        if not isinstance(base, dict) or k not in base:
-            raise ValueError(f"{where}: sets {key!r}, which base does not have (a profile changes only settings base defines)")
-        if isinstance(v, dict): _own_keys_known(v, base[k], where, key + ".")
-
-def resolve_profile(table: dict, name: str, where="profiles") -> dict:
-    "Profile `name` of a profile file's `table`: its `extends` chain merged from `base` down."
+# %% ../nbs/00_core.ipynb #c116
+def _extends_chain(table: dict, name: str, where: str) -> list:
+    "The profiles from `name` up to `base` (not included), following their `extends` keys."
     chain, cur = [], name
     while cur != BASE_PROFILE:
-        if cur in chain: raise ValueError(f"{where}: profiles extend each other in a cycle: {' -> '.join(chain + [cur])}")
+        if cur in chain:
+            cycle = " -> ".join(chain + [cur])
+            raise ValueError(f"{where}: profiles extend each other in a cycle: {cycle}")
         if cur not in table:
             child = f"profile {chain[-1]!r} extends {cur!r}, which" if chain else f"profile {cur!r}"
             raise ValueError(f"{where}: {child} is not in the file (it has {sorted(table)})")
         if not isinstance(table[cur], dict) or "extends" not in table[cur]:
-            raise ValueError(f"{where}: profile {cur!r} needs an `extends:` key naming its parent (base or another profile)")
+            raise ValueError(f"{where}: profile {cur!r} needs an `extends:` key naming its parent "
+                             "(base or another profile)")
         chain.append(cur)
         cur = table[cur]["extends"]
-    if not isinstance(table.get(BASE_PROFILE), dict): raise ValueError(f"{where}: needs a `base:` mapping with every setting")
+    return chain
+
+
+def _own_keys_known(own: dict, base, where: str, prefix=""):
+    "Raise unless each key a profile writes (`own`) is a setting of `base` (below a null: anything)."
+    if base is None:
+        return  # below a null in base: free-form
+    for k, v in own.items():
+        key = f"{prefix}{k}"
+        if not isinstance(base, dict) or k not in base:
+            raise ValueError(f"{where}: sets {key!r}, which base does not have "
+                             "(a profile changes only settings base defines)")
+        if isinstance(v, dict):
+            _own_keys_known(v, base[k], where, key + ".")
+
+
+def resolve_profile(table: dict, name: str, where="profiles") -> dict:
+    "Profile `name` of a profile file's `table`: its `extends` chain merged from `base` down."
+    chain = _extends_chain(table, name, where)
+    if not isinstance(table.get(BASE_PROFILE), dict):
+        raise ValueError(f"{where}: needs a `base:` mapping with every setting")
     params = copy.deepcopy(table[BASE_PROFILE])
     for p in reversed(chain):
         own = {k: v for k, v in table[p].items() if k != "extends"}
@@ -596,95 +744,124 @@ def resolve_profile(table: dict, name: str, where="profiles") -> dict:
         params = deep_merge(params, own)
     return params
 
-# %% ../nbs/00_core.ipynb #c068
+# %% ../nbs/00_core.ipynb #c119
 def profile_table(experiment: str) -> dict:
     "The profile file of `experiment` as written (`base` and the profiles), checked."
     path = experiments_dir() / f"{experiment}.yml"
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no profile file for experiment {experiment!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no profile file for experiment {experiment!r}")
     table = read_yaml(path.read_text(), where=str(path))
-    if not isinstance(table, dict): raise ValueError(f"{path}: expected a mapping of profiles, got {type(table).__name__}")
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected a mapping of profiles, got {type(table).__name__}")
     missing = [p for p in (BASE_PROFILE, *PROFILES) if p not in table]
-    if missing: raise ValueError(f"{path}: has no {' or '.join(map(repr, missing))} section (has {sorted(table)})")
-    for name in table: resolve_profile(table, name, str(path))
+    if missing:
+        names = " or ".join(map(repr, missing))
+        raise ValueError(f"{path}: has no {names} section (has {sorted(table)})")
+    for name in table:
+        resolve_profile(table, name, str(path))
     return table
 
-# %% ../nbs/00_core.ipynb #c071
-_TYPES = (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)), ("mapping", dict))
+# %% ../nbs/00_core.ipynb #c122
+_TYPES = (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)),
+          ("mapping", dict))
+
 
 def setting_type(value) -> str:
     "The profile type of `value`: null, bool, int, float, str, list or mapping."
-    if value is None: return "null"
+    if value is None:
+        return "null"
     return next((name for name, t in _TYPES if isinstance(value, t)), type(value).__name__)
 
+# %% ../nbs/00_core.ipynb #c125
 def _walk(d: dict, prefix=""):
+    "Every (dotted key, value) of a nested mapping, sections before what they hold."
     for k, v in d.items():
         yield f"{prefix}{k}", v
-        if isinstance(v, dict): yield from _walk(v, f"{prefix}{k}.")
+        if isinstance(v, dict):
+            yield from _walk(v, f"{prefix}{k}.")
+
 
 def setting_types(table: dict, where="profiles") -> dict:
-    "Every setting of a profile file (dotted keys, sections included) -> the set of types it has across its profiles."
+    "Each setting of a profile file (dotted keys, sections too) -> the set of its types in the profiles."
     types = {}
     for name in table:
         for key, v in _walk(resolve_profile(table, name, where)):
             types.setdefault(key, set()).add(setting_type(v))
     return types
 
-# %% ../nbs/00_core.ipynb #c073
+# %% ../nbs/00_core.ipynb #c128
 def closest_settings(key: str, known, n=3) -> list:
-    "The settings in `known` nearest to a mistyped `key`: by the whole dotted name, then by its last part (`lr` -> `train.lr`)."
+    "The settings in `known` nearest to a mistyped `key`: by the whole dotted name, then its last part."
     import difflib
     known = list(known)
     whole = difflib.get_close_matches(key, known, n=n, cutoff=0.6)
     tail = key.rsplit(".", 1)[-1]
-    by_tail = [k for k in known if difflib.SequenceMatcher(None, tail, k.rsplit(".", 1)[-1]).ratio() >= 0.8]
+    def tail_match(k):
+        return difflib.SequenceMatcher(None, tail, k.rsplit(".", 1)[-1]).ratio() >= 0.8
+
+    by_tail = [k for k in known if tail_match(k)]
     return list(dict.fromkeys(whole + sorted(by_tail, key=len)))[:n]
 
-# %% ../nbs/00_core.ipynb #c076
+# %% ../nbs/00_core.ipynb #c131
 def check_setting(key: str, value, types: dict, where="profile"):
-    "`value` if setting `key` takes its type (an int where a float is goes in as a float), else a `ValueError`."
+    "`value` if setting `key` takes its type (an int goes in as a float where a float is), else raise."
     if key not in types:
         close = closest_settings(key, types)
         hint = f"; closest: {', '.join(close)}" if close else f"; settings: {', '.join(sorted(types))}"
         raise ValueError(f"{key}: not a setting of {where}{hint}")
     allowed, got = types[key], setting_type(value)
-    if allowed == {"null"}: return value  # null in every profile: a value to give (a folder, a model)
+    if allowed == {"null"}:
+        return value  # null in every profile: a value to give (a folder, a model)
     if got == "mapping" and "mapping" in allowed:
         return {k: check_setting(f"{key}.{k}", v, types, where) for k, v in value.items()}
-    if got == "int" and "int" not in allowed and "float" in allowed: return float(value)
+    if got == "int" and "int" not in allowed and "float" in allowed:
+        return float(value)
     if got not in allowed:
-        raise ValueError(f"{key}: expected {' or '.join(sorted(allowed))} (its type in the {where} profiles), "
+        expected = " or ".join(sorted(allowed))
+        raise ValueError(f"{key}: expected {expected} (its type in the {where} profiles), "
                          f"got {value!r} ({got})")
     return value
 
+# %% ../nbs/00_core.ipynb #c134
 def _set_dotted(d: dict, key: str, value):
+    "Set `value` at the dotted `key` of `d`, creating sections (a mapping merges into a mapping)."
     *parents, last = key.split(".")
     for p in parents:
-        if not isinstance(d.get(p), dict): d[p] = {}
+        if not isinstance(d.get(p), dict):
+            d[p] = {}
         d = d[p]
-    d[last] = deep_merge(d[last], value) if isinstance(value, dict) and isinstance(d.get(last), dict) else value
+    if isinstance(value, dict) and isinstance(d.get(last), dict):
+        d[last] = deep_merge(d[last], value)
+    else:
+        d[last] = value
+
 
 def apply_overrides(params: dict, overrides, types: dict, where="profile") -> dict:
-    "A copy of `params` with `overrides` ({dotted key: value}) checked by `check_setting` and applied."
+    "A copy of `params` with `overrides` ({dotted key: value}) checked (`check_setting`) and applied."
     out = copy.deepcopy(params)
-    for key, value in (overrides or {}).items(): _set_dotted(out, key, check_setting(key, value, types, where))
+    for key, value in (overrides or {}).items():
+        _set_dotted(out, key, check_setting(key, value, types, where))
     return out
 
-# %% ../nbs/00_core.ipynb #c081
+# %% ../nbs/00_core.ipynb #c139
 def load_profile(experiment: str, profile: str, overrides=None) -> dict:
-    "The settings of `experiment` under `profile` (a nested dict), with `overrides` ({dotted key: value}) checked and applied."
+    "The settings of `experiment` under `profile`, with `overrides` ({dotted key: value}) applied."
     if profile not in PROFILES:
-        note = "; base holds the defaults and is not a profile to run" if profile == BASE_PROFILE else ""
+        note = ""
+        if profile == BASE_PROFILE:
+            note = "; base holds the defaults and is not a profile to run"
         raise ValueError(f"profile: expected one of {PROFILES}, got {profile!r}{note}")
     table = profile_table(experiment)
     params = resolve_profile(table, profile, experiment)
     return apply_overrides(params, overrides, setting_types(table, experiment), experiment)
 
-# %% ../nbs/00_core.ipynb #c083
+# %% ../nbs/00_core.ipynb #c142
 def runs_root() -> Path:
     "Where runs go: `$PROGRESSIVE_IR_RUNS`, else `runs/` in the checkout (or the current folder)."
     env = os.environ.get("PROGRESSIVE_IR_RUNS")
     return Path(env) if env else (repo_root() or Path.cwd()) / "runs"
 
+# %% ../nbs/00_core.ipynb #c145
 def run_dir(experiment: str, profile: str) -> Path:
     "The output folder of `experiment` under `profile`: `runs/<profile>/<experiment>`."
     return runs_root() / profile / experiment
