@@ -68,7 +68,8 @@ def _line_fields(df, panel, line) -> list:
 def _label_axes(axes, metrics, panels):
     "Panel titles on the top row, metric names on the left column, 'frame' under the bottom row."
     for j, p in enumerate(panels):
-        if p is not None: axes[0, j].set_title(str(p))
+        if p is not None:
+            axes[0, j].set_title(str(p))
         axes[-1, j].set_xlabel("frame")
     for i, m in enumerate(metrics):
         axes[i, 0].set_ylabel(METRIC_LABELS.get(m, m))

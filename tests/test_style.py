@@ -14,7 +14,6 @@ NOT_YET = {
     "02_degradations": "crowded export cells, lines over 120, semicolons, one-liners in loops, 39% unshown",
     "04_metrics": "crowded export cells, lines over 120, semicolons, a one-liner in a loop, 25% unshown",
     "06_progressions": "a 7-function cell (manifest), lines over 120, 2 semicolons, 3 one-liners in loops",
-    "08_report": "one one-liner in a loop (`if p is not None: axes[0, j].set_title(...)`)",
     "10_cogvideo": "crowded export cells, lines over 120, semicolons, one-liners in loops, 32% unshown",
 }
 
