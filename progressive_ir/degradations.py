@@ -19,7 +19,8 @@ __all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS
            'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade', 'motion_blur_kernel',
            'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur', 'motion_blur8', 'quantize8',
            'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light8', 'low_light',
-           'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
+           'frames_to_uint8', 'uint8_to_frames', 'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks',
+           'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
@@ -537,7 +538,7 @@ def _roundtrip8(frames8, encoder, fps, codec) -> np.ndarray:
 # %% ../nbs/02_degradations.ipynb #c084
 CONVERT_ROWS = 64  # rows of a frame converted between float [3,H,W] and uint8 [H,W,3] at once
 
-def _uint8_frames(f) -> np.ndarray:
+def frames_to_uint8(f) -> np.ndarray:
     "Float frames `f` `[T,3,H,W]` in [0,1] rounded to `uint8` frames `[T,H,W,3]` (as `core.to_uint8_hwc`)."
     T, _, H, W = f.shape
     out = torch.empty(T, H, W, 3, dtype=torch.uint8)
@@ -547,7 +548,7 @@ def _uint8_frames(f) -> np.ndarray:
             out[t, r:r + CONVERT_ROWS].copy_(src[t, r:r + CONVERT_ROWS].clamp(0, 1).mul_(255).round_())
     return out.numpy()
 
-def _float_frames(arr, H, W) -> torch.Tensor:
+def uint8_to_frames(arr, H, W) -> torch.Tensor:
     "The top-left `H x W` of `uint8` frames `arr` `[T,H',W',3]` as float32 `[T,3,H,W]` in [0,1]."
     out = torch.empty(arr.shape[0], 3, H, W)
     src = torch.from_numpy(arr)[:, :H, :W].permute(0, 3, 1, 2)
@@ -569,8 +570,8 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
         H, W = f8.shape[1:3]
         return _roundtrip8(_even8(f8), encoder, fps, codec)[:, :H, :W].reshape(frames.shape)
     f = as_frames(frames, "frames")
-    decoded = _roundtrip8(_even8(_uint8_frames(f)), encoder, fps, codec)
-    return _like(_float_frames(decoded, *f.shape[-2:]), frames)
+    decoded = _roundtrip8(_even8(frames_to_uint8(f)), encoder, fps, codec)
+    return _like(uint8_to_frames(decoded, *f.shape[-2:]), frames)
 
 # %% ../nbs/02_degradations.ipynb #c093
 def gaussian_noise(x, sigma, seed=0, clip=True, quantize=False) -> torch.Tensor:
