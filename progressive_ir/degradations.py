@@ -15,12 +15,12 @@ from PIL import Image
 from .core import check_video, from_uint8_hwc, run_ffmpeg, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'CONVERT_ROWS', 'as_frames', 'per_frame',
-           'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade', 'motion_blur_kernel',
-           'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur', 'motion_blur8', 'quantize8',
-           'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light8', 'low_light',
-           'frames_to_uint8', 'uint8_to_frames', 'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks',
-           'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'DEVELOP_ROWS', 'CODECS', 'PRESETS', 'CONVERT_ROWS', 'as_frames',
+           'per_frame', 'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade',
+           'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur',
+           'motion_blur8', 'quantize8', 'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level',
+           'low_light8', 'low_light', 'frames_to_uint8', 'uint8_to_frames', 'crf_compress', 'gaussian_noise',
+           'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
@@ -397,26 +397,39 @@ def poisson_by_level(levels, rates, rng) -> np.ndarray:
     return k
 
 # %% ../nbs/02_degradations.ipynb #c068
-def _photons8(levels, exposure, gamma, shot_noise, read_noise, rng) -> torch.Tensor:
-    "The darkened, noisy signal of `levels` `[H,W,3]`: counts of `shot_noise` (or signal) + read noise."
+DEVELOP_ROWS = 32  # rows of a frame developed at once by `low_light8`
+
+def _photons8(levels, exposure, gamma, shot_noise, read_noise, rng) -> tuple:
+    "Counts of `shot_noise` (or the signal) of the darkened `levels` `[H,W,3]`, read noise in those units."
     signal = np.minimum(exposure * (np.arange(256) / 255) ** gamma, 1)  # the darkened value of each level
     if shot_noise > 0:
-        z, unit = torch.from_numpy(poisson_by_level(levels, signal / shot_noise, rng)), shot_noise
+        counts, unit = torch.from_numpy(poisson_by_level(levels, signal / shot_noise, rng)), shot_noise
     else:
-        z, unit = torch.from_numpy(signal[levels].astype(np.float32)), 1.0
+        counts, unit = torch.from_numpy(signal[levels].astype(np.float32)), 1.0
     if read_noise <= 0:
-        return z.float()
+        return counts, None, unit
     generator = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
-    return torch.add(z, torch.randn(z.shape, generator=generator), alpha=read_noise / unit)
+    return counts, torch.randn(counts.shape, generator=generator), unit
 
-def _develop8(z, gains, rolloff) -> torch.Tensor:
-    "Apply channel `gains` (8-bit units), clip at 0, roll off and clip at 255, in place on `z` `[H,W,3]`."
-    H, W, C = z.shape
+def _develop8(counts, noise, noise_scale, gains, rolloff, out) -> np.ndarray:
+    "`counts + noise_scale * noise` `[H,W,3]` through channel `gains` (8-bit units) and roll-off into `out`."
+    H, W, C = counts.shape
     row = torch.tensor(gains, dtype=torch.float32).repeat(W)  # the gains of one row of pixels
-    z.view(H, W * C).mul_(row).clamp_(min=0)
-    if rolloff:
-        z.div_(torch.mul(z, rolloff / 255).add_(1))
-    return z.clamp_(max=255)
+    flat = [t.view(H, W * C) for t in (counts, noise, torch.from_numpy(out)) if t is not None]
+    band, tmp = torch.empty(min(DEVELOP_ROWS, H), W * C), torch.empty(min(DEVELOP_ROWS, H), W * C)
+    for r0 in range(0, H, DEVELOP_ROWS):
+        rows = slice(r0, r0 + DEVELOP_ROWS)
+        z = band[:min(DEVELOP_ROWS, H - r0)]
+        if noise is None:
+            z.copy_(flat[0][rows])
+        else:
+            torch.add(flat[0][rows], flat[1][rows], alpha=noise_scale, out=z)
+        z.mul_(row).clamp_(min=0)
+        if rolloff:
+            z.div_(torch.mul(z, rolloff / 255, out=tmp[:len(z)]).add_(1))
+        z.clamp_(max=255)
+        flat[-1][rows].copy_(z.round_() if out.dtype == np.uint8 else z.div_(255))
+    return out
 
 # %% ../nbs/02_degradations.ipynb #c070
 def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0,
@@ -426,17 +439,13 @@ def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), sho
     wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
     _check_low_light([exposure], [gamma], [rolloff], [shot_noise], [read_noise], wb)
     fits = isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == levels.shape
-    if out is not None and not fits:
-        raise ValueError(f"out: expected a uint8 array of shape {list(levels.shape)}")
+    if out is not None and (not fits or not quantize):
+        raise ValueError(f"out: expected a uint8 array of shape {list(levels.shape)} (and quantize=True)")
     rng = np.random.default_rng(0) if rng is None else rng
-    z = _photons8(levels, exposure, gamma, shot_noise, read_noise, rng)
-    unit = shot_noise if shot_noise > 0 else 1.0
-    _develop8(z, wb * 255 * unit, rolloff)
-    if not quantize:
-        return z.div_(255).numpy()
-    out = np.empty(levels.shape, np.uint8) if out is None else out
-    torch.from_numpy(out).copy_(z.round_())
-    return out
+    counts, noise, unit = _photons8(levels, exposure, gamma, shot_noise, read_noise, rng)
+    if out is None:
+        out = np.empty(levels.shape, np.uint8 if quantize else np.float32)
+    return _develop8(counts, noise, read_noise / unit, wb * 255 * unit, rolloff, out)
 
 # %% ../nbs/02_degradations.ipynb #c074
 def _levels_hwc(img, cache):
