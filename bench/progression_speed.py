@@ -17,7 +17,7 @@ temporary folder. Three measurements:
    SHA-256), measured step by step in this process (one torch thread; ffmpeg's CPU counted as children's).
 
     python bench/progression_speed.py            # the full measurement; writes bench/results/progression_speed_cpu.json
-    python bench/progression_speed.py --quick    # a short check: 2 images, one paper-set run, written to --out
+    python bench/progression_speed.py --quick    # a short check (see QUICK), written to --out
 
 Goal (issue 17): the paper's 4800 videos in at most 15 minutes on 2 cores. The machine may be shared: the load
 averages before and after, and the CPU other processes used meanwhile (psutil), are recorded with each
