@@ -152,6 +152,26 @@ def goals(metrics, crf) -> dict:
     return {m: dict(worst_wall_ratio=worst[m], goal=GOALS[m], met=worst[m] <= GOALS[m]) for m in GOALS}
 
 
+def summary(metrics, crf) -> dict:
+    "The ratios as one flat table (what the results page shows): ours / peer, by wall and by CPU time."
+    rows = {}
+    for m in ("psnr", "ssim"):
+        for key, block in metrics[m].items():
+            for name, r in block["ratio_vs_skimage_loop"].items():
+                rows[f"{m} {key}: {name} / scikit-image loop"] = dict(wall=r["wall"], cpu=r["cpu"])
+    for name, r in crf["ratio_vs_ffmpeg_cli"].items():
+        rows[f"crf {crf['clip']}: {name} / ffmpeg CLI"] = dict(wall=r["wall"], cpu=r["cpu"])
+    return rows
+
+
+def checks(metrics, crf) -> dict:
+    "The value checks of this run: agreement with scikit-image, the CRF bytes against the command line's."
+    worst = max(a["max_abs_diff"] or 0.0 for m in ("psnr", "ssim") for b in metrics[m].values()
+                for a in b["agreement"].values())
+    return dict(max_abs_diff_vs_skimage=worst, within_1e_12=worst <= 1e-12, **{
+        f"crf_{n}_same_bytes_as_cli": v for n, v in crf["same_bytes_as_cli"].items()})
+
+
 def parse_size(text):
     w, h = (int(v) for v in text.lower().split("x"))
     return w, h
@@ -197,7 +217,8 @@ def main(argv=None):
                       image="sample 'motorcycle' resized to each size, Gaussian noise fading 0.2 -> 0 over the frames",
                       crf=dict(frames=a.crf_frames, size=a.crf_size, crf=a.crf, codec="libx264", preset=a.preset,
                                clip="bigbuckbunny from frame 40, resized")),
-        goals=goals(metrics, crf), psnr=metrics["psnr"], ssim=metrics["ssim"], crf=crf,
+        goals=goals(metrics, crf), summary=summary(metrics, crf), checks=checks(metrics, crf),
+        psnr=metrics["psnr"], ssim=metrics["ssim"], crf=crf,
         machine_load=load.record, env=env)
     out = Path(a.out) if a.out else Path(__file__).resolve().parent / "results" / f"metrics_speed_{device.type}.json"
     write_json(record, out)

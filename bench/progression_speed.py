@@ -180,6 +180,21 @@ def measure_phases(tmp, folder, names, a, size):
                 "frame_format='video' writes both videos in one ffmpeg run")
 
 
+def summary(paper, phases) -> dict:
+    "The headline figures as one flat table (what the results page shows)."
+    out = {}
+    if paper:
+        out.update({f"paper set, {k.replace('_', ' ')}": paper[k] for k in (
+            "minutes_median", "minutes_min", "minutes_max", "cpu_seconds_per_video_median", "goal_minutes",
+            "goal_met")})
+        out["paper set, runs (minutes)"] = ", ".join(str(r["minutes"]) for r in paper["runs"])
+        out["paper set, other processes (cores, mean per run)"] = ", ".join(
+            str(r["machine_load"]["other_processes_cores_mean"]) for r in paper["runs"])
+    if phases:
+        out.update({f"CPU-s per video: {k}": v["cpu_seconds_per_video"] for k, v in phases["phases"].items()})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help=f"a short check: {QUICK}")
@@ -229,7 +244,8 @@ def main(argv=None):
                                 threads_per_worker=a.threads, frame_format=a.frame_format,
                                 prompt_types=["uniform", "scene"], scene_prompt_source="offline-heuristic",
                                 preview=True, preview_scale=PREVIEW_SCALE, preview_preset=PREVIEW_PRESET),
-                  per_task=per_task, paper_set=paper, phases=phases, env=env_info())
+                  summary=summary(paper, phases), per_task=per_task, paper_set=paper, phases=phases,
+                  env=env_info())
     write_json(result, a.out)
     print(f"wrote {a.out}")
     return result

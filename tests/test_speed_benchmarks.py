@@ -31,6 +31,8 @@ def test_metrics_speed_writes_ratios_against_its_peers(tmp_path):
         assert len(case["cases"]["skimage_loop"]["wall_runs_s"]) == 1
     assert r["crf"]["same_bytes_as_cli"] == {"ours_uint8": True, "ours_float": True}
     assert set(r["goals"]) == {"psnr", "ssim", "crf"} and r["goals"]["crf"]["goal"] == 1.2
+    assert r["checks"]["within_1e_12"] and r["checks"]["crf_ours_uint8_same_bytes_as_cli"]
+    assert "crf 2x48x64: ours_uint8 / ffmpeg CLI" in r["summary"]
     load_record = r["machine_load"]
     assert len(load_record["loadavg_1_5_15_before"]) == 3 and load_record["other_processes_cores_mean"] >= 0
 
@@ -41,7 +43,8 @@ def test_metrics_speed_quick_keeps_explicit_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(ms, "measure_metrics", lambda sizes, frames, rounds, device: seen.update(
         sizes=sizes, rounds=rounds) or {"psnr": {}, "ssim": {}})
     monkeypatch.setattr(ms, "measure_crf", lambda *a: {"ratio_vs_ffmpeg_cli": {"ours_uint8": {"wall": 1.0}}})
-    monkeypatch.setattr(ms, "goals", lambda m, c: {})
+    for name in ("goals", "summary", "checks"):
+        monkeypatch.setattr(ms, name, lambda m, c: {})
     ms.main(["--quick", "--rounds", "4", "--out", str(tmp_path / "m.json")])
     assert seen == dict(sizes=[(340, 192)], rounds=4)  # the quick size, the given rounds
 
@@ -62,3 +65,4 @@ def test_progression_speed_quick_run_records_runs_load_and_phases(tmp_path):
     assert {"load PNG", "degrade lowlight", "PSNR records", "lossless + preview (one ffmpeg run, as built)"} <= set(phases)
     assert phases["degrade blur"]["cpu_seconds_per_video_of_this_task"] > 0
     assert r["phases"]["videos"] == 6 and r["settings"]["quick"]
+    assert r["summary"]["paper set, goal minutes"] == 15.0 and "CPU-s per video: degrade blur" in r["summary"]
