@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_metrics.ipynb #c003
 from __future__ import annotations
-import math, os, warnings
+import math, os, threading, warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,14 @@ def _stored(t: torch.Tensor) -> torch.Tensor:
     return t[tuple(index)]
 
 # %% ../nbs/04_metrics.ipynb #c008
+def _check_values(t, name):
+    "Raise an error naming `name` unless every value of `t` is a number in [0,1] (one pass over `t`)."
+    lo, hi = (v.item() for v in torch.aminmax(t))  # NaN propagates, inf is out of range
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{name}: contains NaN values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
+
 def _check_one(t, name):
     "Raise an error naming `name` unless `t` is a non-empty float tensor `[...,3,H,W]` in [0,1]."
     if not isinstance(t, torch.Tensor):
@@ -36,11 +44,7 @@ def _check_one(t, name):
         raise ValueError(f"{name}: expected a float tensor in [0,1], got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name}: is empty, shape {list(t.shape)}")
-    lo, hi = (v.item() for v in torch.aminmax(_stored(t)))  # NaN propagates, inf is out of range
-    if math.isnan(lo) or math.isnan(hi):
-        raise ValueError(f"{name}: contains NaN values")
-    if lo < 0 or hi > 1:
-        raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
+    _check_values(_stored(t), name)
 
 # %% ../nbs/04_metrics.ipynb #c010
 def check_pair(x, y, names=("x", "y")):
@@ -124,22 +128,45 @@ def _batch_size(xs, rows) -> int:
     return max(1, budget // (xs.shape[1] * rows * xs.shape[3]))
 
 # %% ../nbs/04_metrics.ipynb #c024
-def _float64(t, y_channel) -> torch.Tensor:
-    "A float64 copy of the images `t` (never `t` itself: it is changed in place), or their luma."
-    t = t.to(torch.float64, copy=True)
+_CPU_BUFFERS = threading.local()  # each thread's float64 buffers, kept from call to call
+
+class _Buffers:
+    "Float64 buffers reused from band to band (and, on the CPU, from call to call), one set per thread."
+    def __init__(self, device):
+        self.device = device
+        self.flat = getattr(_CPU_BUFFERS, "flat", None) if device.type == "cpu" else {}
+        if self.flat is None:
+            self.flat = _CPU_BUFFERS.flat = {}
+
+    def get(self, key, shape) -> torch.Tensor:
+        "A float64 tensor of `shape` on the buffer `key` (its contents are overwritten by the next `get`)."
+        n = math.prod(shape)
+        if key not in self.flat or self.flat[key].numel() < n:
+            self.flat[key] = torch.empty(n, dtype=torch.float64, device=self.device)
+        return self.flat[key][:n].view(shape)
+
+def _float64(t, y_channel, out) -> torch.Tensor:
+    "The images `t` copied into the float64 buffer `out` (never `t` itself: it is changed in place), or luma."
+    t = out.copy_(t)
     return rgb_to_y(t) if y_channel else t
 
 def _band_pairs(xs, ys, halo, y_channel):
     "Yield `(i, j, x, y)`: float64 bands of images `i..j-1` of `xs` and of their targets `ys`."
+    buf = _Buffers(xs.device)
     for first, stop, shared in _target_runs(ys):
         for r0, r1 in _bands(xs, halo):
             rows = slice(r0, r1 + halo)
-            target = _float64(_take(ys, first, first + 1, rows), y_channel) if shared else None
+            if shared:
+                band = _take(ys, first, first + 1, rows)
+                target = _float64(band, y_channel, buf.get("target", band.shape))
             per = _batch_size(xs, r1 - r0 + halo)
             for i in range(first, stop, per):
                 j = min(stop, i + per)
-                y = target if shared else _float64(_take(ys, i, j, rows), y_channel)
-                yield i, j, _float64(xs[i:j, :, rows], y_channel), y
+                if not shared:
+                    band = _take(ys, i, j, rows)
+                    target = _float64(band, y_channel, buf.get("target", band.shape))
+                band = xs[i:j, :, rows]
+                yield i, j, _float64(band, y_channel, buf.get("x", band.shape)), target
 
 # %% ../nbs/04_metrics.ipynb #c027
 def psnr(x, y, y_channel=False, crop=0) -> torch.Tensor:
@@ -162,42 +189,49 @@ def gaussian_window(sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, dtype=torch.float6
     return (w / w.sum()).to(dtype)
 
 # %% ../nbs/04_metrics.ipynb #c034
-def _filter_valid(z, weights) -> torch.Tensor:
+def _empty(buf, key, shape, like) -> torch.Tensor:
+    "An uninitialised float64 tensor of `shape`: the buffer `key` of `buf` (a `_Buffers`), or new memory."
+    if buf is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf.get(key, shape)
+
+def _filter_valid(z, weights, buf=None, key="") -> torch.Tensor:
     "Separable 'valid' filtering of the last two axes of `z` with the symmetric 1-D window `weights`."
     k, r = len(weights), len(weights) // 2
     H, W = z.shape[-2:]
-    cols = z[..., r:H - r, :] * weights[r]
+    cols = _empty(buf, key + "cols", (*z.shape[:-2], H - 2 * r, W), z)
+    torch.mul(z[..., r:H - r, :], weights[r], out=cols)
     for i in range(r):
         cols.add_(z[..., i:H - k + 1 + i, :], alpha=weights[i])
         cols.add_(z[..., k - 1 - i:H - i, :], alpha=weights[i])
-    out = cols[..., r:W - r] * weights[r]
+    out = _empty(buf, key + "out", (*cols.shape[:-1], W - 2 * r), z)
+    torch.mul(cols[..., r:W - r], weights[r], out=out)
     for i in range(r):
         out.add_(cols[..., i:W - k + 1 + i], alpha=weights[i])
         out.add_(cols[..., k - 1 - i:W - i], alpha=weights[i])
     return out
 
 # %% ../nbs/04_metrics.ipynb #c037
-def _target_maps(y, weights) -> tuple:
+def _target_maps(y, weights, buf=None) -> tuple:
     "The target's part of SSIM for float64 bands `y` `[B,C,n,W]`: mean, its square, variance."
-    z = torch.empty(2, *y.shape, dtype=y.dtype, device=y.device)
+    z = _empty(buf, "target z", (2, *y.shape), y)
     z[0] = y
     torch.mul(y, y, out=z[1])
-    uy, uyy = _filter_valid(z, weights)
-    uy2 = uy.square()
+    uy, uyy = _filter_valid(z, weights, buf, "target ")
+    uy2 = torch.square(uy, out=_empty(buf, "target uy2", uy.shape, uy))
     return uy, uy2, uyy.sub_(uy2)
 
 # %% ../nbs/04_metrics.ipynb #c039
-def _ssim_sums(x, y, weights, target_maps) -> torch.Tensor:
+def _ssim_sums(x, y, weights, target_maps, buf=None) -> torch.Tensor:
     "Sum over channels and pixels of the 'valid' SSIM map of float64 bands `x` `[B,C,n,W]`, `y`."
     C1, C2 = SSIM_K1**2, SSIM_K2**2
-    z = torch.empty(3, *x.shape, dtype=x.dtype, device=x.device)
+    z = _empty(buf, "z", (3, *x.shape), x)
     z[0] = x
     torch.mul(x, x, out=z[1])
     torch.mul(x, y, out=z[2])
-    ux, uxx, uxy = _filter_valid(z, weights)
-    del z
+    ux, uxx, uxy = _filter_valid(z, weights, buf)
     uy, uy2, vy = target_maps
-    uxuy = ux * uy
+    uxuy = torch.mul(ux, uy, out=_empty(buf, "uxuy", ux.shape, ux))
     a2 = uxy.sub_(uxuy).mul_(2).add_(C2)  # 2 cov + C2
     a1 = uxuy.mul_(2).add_(C1)  # 2 ux uy + C1
     ux.square_()
@@ -215,11 +249,11 @@ def ssim(x, y, y_channel=False, crop=0) -> torch.Tensor:
         raise ValueError(f"x: SSIM needs images of at least {k}x{k} pixels (after the crop), "
                          f"got {xs.shape[-1]}x{xs.shape[-2]}")
     sums = torch.zeros(len(xs), dtype=torch.float64, device=xs.device)
-    target, maps = None, None
+    target, maps, buf = None, None, _Buffers(xs.device)
     for i, j, a, b in _band_pairs(xs, ys, k - 1, y_channel):
         if b is not target:
-            target, maps = b, _target_maps(b, weights)
-        sums[i:j] += _ssim_sums(a, b, weights, maps)
+            target, maps = b, _target_maps(b, weights, buf)
+        sums[i:j] += _ssim_sums(a, b, weights, maps, buf)
     values = (1 if y_channel else 3) * (xs.shape[-2] - k + 1) * (xs.shape[-1] - k + 1)
     return (sums / values).reshape(lead)
 

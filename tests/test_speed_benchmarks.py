@@ -24,10 +24,12 @@ def test_metrics_speed_writes_ratios_against_its_peers(tmp_path):
     assert r["device"] and r["settings"]["rounds"] == 1 and r["settings"]["quick"]
     for metric in ("psnr", "ssim"):
         case = r[metric]["9x3x48x64"]
-        assert set(case["cases"]) == {"ours_batched", "ours_shared_target", "ours_per_frame", "skimage_loop"}
+        assert set(case["cases"]) == {"ours_batched", "ours_shared_target", "ours_per_frame", "skimage_loop",
+                                      "skimage_loop_shared_target"}
         for name, agree in case["agreement"].items():
             assert agree["max_abs_diff"] < 1e-12 and agree["same_infinite_frames"], (metric, name, agree)
-        assert {"wall", "cpu"} <= set(case["ratio_vs_skimage_loop"]["ours_batched"])
+        assert {"wall", "cpu"} <= set(case["ratio_vs_peer"]["ours_batched"])
+        assert case["ratio_vs_peer"]["ours_shared_target"]["peer"] == "skimage_loop_shared_target"
         assert len(case["cases"]["skimage_loop"]["wall_runs_s"]) == 1
     assert r["crf"]["same_bytes_as_cli"] == {"ours_uint8": True, "ours_float": True}
     assert set(r["goals"]) == {"psnr", "ssim", "crf"} and r["goals"]["crf"]["goal"] == 1.2
