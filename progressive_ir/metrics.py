@@ -13,10 +13,10 @@ import torch
 from .core import atomic_path
 
 # %% auto #0
-__all__ = ['BAND_VALUES', 'CHUNK', 'SSIM_SIGMA', 'SSIM_TRUNCATE', 'SSIM_K1', 'SSIM_K2', 'LPIPS_BACKBONES', 'METRICS',
-           'HIGHER_IS_BETTER', 'GROUP_KEYS', 'SUMMARY_FIELDS', 'check_pair', 'rgb_to_y', 'psnr', 'gaussian_window',
-           'ssim', 'skimage_psnr_ssim', 'LPIPSUnavailable', 'lpips_backbone_path', 'lpips_model', 'lpips_distance',
-           'image_metrics', 'trajectory_summary', 'trajectory_metrics', 'aggregate_trajectories',
+__all__ = ['BAND_VALUES', 'PSNR_BAND_VALUES', 'CHUNK', 'SSIM_SIGMA', 'SSIM_TRUNCATE', 'SSIM_K1', 'SSIM_K2', 'LPIPS_BACKBONES',
+           'METRICS', 'HIGHER_IS_BETTER', 'GROUP_KEYS', 'SUMMARY_FIELDS', 'check_pair', 'rgb_to_y', 'psnr',
+           'gaussian_window', 'ssim', 'skimage_psnr_ssim', 'LPIPSUnavailable', 'lpips_backbone_path', 'lpips_model',
+           'lpips_distance', 'image_metrics', 'trajectory_summary', 'trajectory_metrics', 'aggregate_trajectories',
            'summarize_trajectories', 'save_table']
 
 # %% ../nbs/04_metrics.ipynb #c006
@@ -95,6 +95,7 @@ def _prepare(x, y, crop, names=("x", "y")):
 
 # %% ../nbs/04_metrics.ipynb #c020
 BAND_VALUES = 2**17  # CPU: values of one map (images x channels x rows x width) scored at once
+PSNR_BAND_VALUES = 2**19  # PSNR's few operations stream through memory: larger bands, fewer calls
 CHUNK = 2**22  # other devices: values scored at once (whole images)
 
 def _target_runs(ys) -> list:
@@ -115,16 +116,16 @@ def _target_runs(ys) -> list:
     return runs
 
 # %% ../nbs/04_metrics.ipynb #c022
-def _bands(xs, halo=0) -> list:
+def _bands(xs, halo=0, budget=None) -> list:
     "The output rows `(r0, r1)` of each band of `xs` `[N,C,H,W]`; it reads input rows `r0 .. r1 + halo`."
     N, C, H, W = xs.shape
     rows = H - halo
-    step = max(16, BAND_VALUES // (C * W)) if xs.device.type == "cpu" else rows
+    step = max(16, (budget or BAND_VALUES) // (C * W)) if xs.device.type == "cpu" else rows
     return [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
 
-def _batch_size(xs, rows) -> int:
+def _batch_size(xs, rows, budget=None) -> int:
     "How many images of `xs` `[N,C,H,W]` go into one band of `rows` input rows."
-    budget = BAND_VALUES if xs.device.type == "cpu" else CHUNK
+    budget = (budget or BAND_VALUES) if xs.device.type == "cpu" else CHUNK
     return max(1, budget // (xs.shape[1] * rows * xs.shape[3]))
 
 # %% ../nbs/04_metrics.ipynb #c024
@@ -150,16 +151,16 @@ def _float64(t, y_channel, out) -> torch.Tensor:
     t = out.copy_(t)
     return rgb_to_y(t) if y_channel else t
 
-def _band_pairs(xs, ys, halo, y_channel):
+def _band_pairs(xs, ys, halo, y_channel, budget=None):
     "Yield `(i, j, x, y)`: float64 bands of images `i..j-1` of `xs` and of their targets `ys`."
     buf = _Buffers(xs.device)
     for first, stop, shared in _target_runs(ys):
-        for r0, r1 in _bands(xs, halo):
+        for r0, r1 in _bands(xs, halo, budget):
             rows = slice(r0, r1 + halo)
             if shared:
                 band = _take(ys, first, first + 1, rows)
                 target = _float64(band, y_channel, buf.get("target", band.shape))
-            per = _batch_size(xs, r1 - r0 + halo)
+            per = _batch_size(xs, r1 - r0 + halo, budget)
             for i in range(first, stop, per):
                 j = min(stop, i + per)
                 if not shared:
@@ -173,7 +174,7 @@ def psnr(x, y, y_channel=False, crop=0) -> torch.Tensor:
     "PSNR in dB of `x` against `y` (`[...,3,H,W]` in [0,1]), one value per image: `x.shape[:-3]`."
     xs, ys, lead = _prepare(x, y, crop)
     sse = torch.zeros(len(xs), dtype=torch.float64, device=xs.device)
-    for i, j, a, b in _band_pairs(xs, ys, 0, y_channel):
+    for i, j, a, b in _band_pairs(xs, ys, 0, y_channel, PSNR_BAND_VALUES):
         sse[i:j] += a.sub_(b).square_().sum(dim=(-3, -2, -1))
     mse = sse / ((1 if y_channel else 3) * xs.shape[-2] * xs.shape[-1])
     return (10 * torch.log10(1.0 / mse)).reshape(lead)

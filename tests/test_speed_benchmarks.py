@@ -48,7 +48,7 @@ def test_metrics_speed_quick_keeps_explicit_settings(tmp_path, monkeypatch):
     for name in ("goals", "summary", "checks"):
         monkeypatch.setattr(ms, name, lambda m, c: {})
     ms.main(["--quick", "--rounds", "4", "--out", str(tmp_path / "m.json")])
-    assert seen == dict(sizes=[(340, 192)], rounds=4)  # the quick size, the given rounds
+    assert seen == dict(sizes=[(680, 384)], rounds=4)  # the quick size, the given rounds
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="rusage/psutil figures as on the project's Linux machines")
