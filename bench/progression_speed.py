@@ -1,48 +1,48 @@
-"""Speed of building progression videos at the paper's size (1360 x 768, 9 frames, 5 fps), per task and for the paper's set.
+"""Speed of building progression videos at the paper's size (1360 x 768, 9 frames, 5 fps): per task, for the
+paper's set, and where the time of one video goes.
 
-Two measurements, both with `build_progression_dataset` writing whole samples (frames as one lossless video per sample
-by default, or PNGs with `--frame-format png`; the mp4 preview at half size; uniform + offline scene prompts) into a temporary folder:
+All builds run `build_progression_dataset` writing whole samples (frames as one lossless video per sample by
+default, or PNGs with `--frame-format png`; the mp4 preview at half size; uniform + offline scene prompts) into a
+temporary folder. Three measurements:
 
-1. per task: `--images` sample images x both strengths, one build per task in this process (one torch thread): the
-   cost of each task's videos, in seconds and CPU-seconds per video, free of any process start-up;
-2. the paper's set in miniature: `2 * --images` DIV2K-sized PNGs (2040 x 1356, made from the sample images and their
-   mirror images) read from a folder and built into resolution, blur and lowlight x both strengths in ONE build with
-   `--workers` processes, as the paper's set would be built (`progressive-ir make-data`); its wall time, less the
-   workers' start-up (paid once per build), is scaled to 800 images (DIV2K train), i.e. to 4800 videos, and the
-   start-up added once. Goal: under 60 minutes on a 2-core CPU.
+1. per task: `--images` sample images x both strengths, one build per task in this process (one torch thread):
+   the cost of each task's videos, in seconds and CPU-seconds per video, free of any process start-up;
+2. the paper's set in miniature, `--repeats` times: `2 * --images` DIV2K-sized PNGs (2040 x 1356, made from the
+   sample images and their mirror images) read from a folder and built into resolution, blur and lowlight x both
+   strengths in ONE build with `--workers` processes, as `progressive-ir make-data` builds the paper's set. Each
+   run's wall time, less the workers' start-up (paid once per build), is scaled to 800 images (DIV2K train), i.e.
+   4800 videos, and the start-up added once; the JSON gives every run, their median and their spread;
+3. phases: CPU seconds per video of each step of writing a sample (load the PNG, resize, degrade per task, PSNR
+   records, lossless video, preview, both videos in one ffmpeg run as the builder does, PNG frames, scene prompt,
+   SHA-256), measured step by step in this process (one torch thread; ffmpeg's CPU counted as children's).
 
-    python bench/progression_speed.py                 # writes bench/results/progression_speed_cpu.json
-    python bench/progression_speed.py --images 2 --tasks blur --no-paper-set
+    python bench/progression_speed.py            # the full measurement; writes bench/results/progression_speed_cpu.json
+    python bench/progression_speed.py --quick    # a short check (see QUICK), written to --out
 
-`--workers W --threads T` runs W build processes with T torch threads each (2 x 1 is best on 2 cores). The workers'
-start-up (spawning W processes that import torch and this package) is measured on its own, reported, and subtracted
-from the paper-like build's time before it is divided by the number of videos: with 72 videos it would otherwise
-count about 65 times over, while the paper's build pays it once (the figure with it is reported too). The machine may be shared: the 1-minute
-load average before and after is recorded, and CPU seconds (this process and its children: workers and ffmpeg) per
-video are reported beside the wall time as a load-independent figure. The sample images are smoother than DIV2K's
-photographs once enlarged, which makes the lossless video and the preview a little cheaper to encode than on DIV2K.
+Goal (issue 17): the paper's 4800 videos in at most 15 minutes on 2 cores. The machine may be shared: the load
+averages before and after, and the CPU other processes used meanwhile (psutil), are recorded with each
+measurement; CPU seconds per video (this process and its children: workers and ffmpeg) are reported beside the
+wall time, and compare variants better than wall time on a busy machine. The sample images are smoother than
+DIV2K's photographs once enlarged, which makes the lossless video and the preview a little cheaper to encode
+than on DIV2K.
 """
-import argparse, concurrent.futures, json, multiprocessing, os, resource, shutil, sys, tempfile, time
+from __future__ import annotations
+import argparse, concurrent.futures, json, multiprocessing, os, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 
 import torch
 
-from progressive_ir.core import env_info, resize_center_crop, save_image, write_json
-from progressive_ir.progressions import PREVIEW_PRESET, PREVIEW_SCALE, STRENGTHS, TASKS, build_progression_dataset, make_progression
-from progressive_ir.sources import sample_images
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tools.measure import LoadMonitor, cpu_seconds  # noqa: E402
 
-PAPER_IMAGES, PAPER_TASKS, GOAL_MINUTES, DIV2K_SIZE = 800, ("resolution", "blur", "lowlight"), 60.0, (2040, 1356)
+from progressive_ir.core import env_info, load_image, resize_center_crop, save_image, write_json  # noqa: E402
+from progressive_ir.progressions import (PREVIEW_PRESET, PREVIEW_SCALE, STRENGTHS, TASKS,  # noqa: E402
+                                         build_progression_dataset, make_progression)
+from progressive_ir.sources import sample_images  # noqa: E402
 
-
-def _cpu():
-    "CPU seconds used so far by this process and its finished children (build workers, ffmpeg)."
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-
-def _load():
-    "The 1-minute load average (other work on a shared machine slows the measurement), or None."
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+PAPER_IMAGES, PAPER_TASKS, GOAL_MINUTES, DIV2K_SIZE = 800, ("resolution", "blur", "lowlight"), 15.0, (2040, 1356)
+SAMPLE_NAMES = ["astronaut", "coffee", "motorcycle", "chelsea", "rocket", "hubble"]
+QUICK = dict(images=1, repeats=1, phase_images=1, tasks=["blur"])  # --quick: a minute on a busy machine
 
 
 def _import_builder():
@@ -50,21 +50,24 @@ def _import_builder():
 
 
 def worker_startup(workers):
-    "Wall and CPU seconds to start `workers` spawned processes that import the builder (what each parallel build pays once)."
-    c0, t = _cpu(), time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_import_builder) as pool:
-        for f in [pool.submit(os.getpid) for _ in range(workers)]: f.result()  # each submission starts a process, as a build's do
-    return dict(workers=workers, seconds=round(time.perf_counter() - t, 2), cpu_seconds=round(_cpu() - c0, 2))
+    "Wall and CPU seconds to start `workers` spawned processes that import the builder (paid once per build)."
+    c0, t = cpu_seconds(), time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_import_builder) as pool:
+        for f in [pool.submit(os.getpid) for _ in range(workers)]:  # each submission starts a process
+            f.result()
+    return dict(workers=workers, seconds=round(time.perf_counter() - t, 2), cpu_seconds=round(cpu_seconds() - c0, 2))
 
 
 def timed_build(out, sources, tasks, workers, threads, frame_format, size, frames):
     "Build `sources` x `tasks` x both strengths into `out`; return (videos, wall seconds, CPU seconds)."
-    c0, t = _cpu(), time.perf_counter()
-    m = build_progression_dataset(out, sources, tasks=tasks, strengths=STRENGTHS, frames=frames, size=size, fps=5, seed=0,
-                                  workers=workers, threads=threads, frame_format=frame_format)
-    sec, cpu = time.perf_counter() - t, _cpu() - c0
+    c0, t = cpu_seconds(), time.perf_counter()
+    build_progression_dataset(out, sources, tasks=tasks, strengths=STRENGTHS, frames=frames, size=size, fps=5,
+                              seed=0, workers=workers, threads=threads, frame_format=frame_format)
+    sec, cpu = time.perf_counter() - t, cpu_seconds() - c0
     summary = json.loads((Path(out) / "summary.json").read_text())
-    if summary["failed"]: raise RuntimeError(f"benchmark build failed on {summary['failures']}")
+    if summary["failed"]:
+        raise RuntimeError(f"benchmark build failed on {summary['failures']}")
     return summary["built"], sec, cpu
 
 
@@ -76,58 +79,172 @@ def per_video(n, sec, cpu, startup, workers):
                 cpu_seconds_per_video=round(c / n, 3), seconds_per_video_with_startup=round(sec / n, 3))
 
 
+def div2k_like_folder(folder, imgs):
+    "Write each sample image and its mirror image at DIV2K's size as PNGs into `folder`."
+    folder.mkdir()
+    for name, img in imgs.items():
+        big = resize_center_crop(img, DIV2K_SIZE)
+        save_image(big, folder / f"{name}.png")
+        save_image(big.flip(-1), folder / f"{name}_mirrored.png")
+    return folder
+
+
+def measure_per_task(tmp, imgs, tasks, a, size):
+    "Measurement 1: one single-process build per task."
+    out = {}
+    for task in tasks:
+        with LoadMonitor() as load:
+            n, sec, cpu = timed_build(tmp / task, imgs, (task,), 1, a.threads, a.frame_format, size, a.frames)
+        out[task] = dict(per_video(n, sec, cpu, dict(seconds=0, cpu_seconds=0), 1), machine_load=load.record)
+        r = out[task]
+        print(f"{task:>10}: {n} videos in {sec:.1f} s ({r['seconds_per_video']:.2f} s/video; "
+              f"{r['cpu_seconds_per_video']:.2f} CPU-s/video)", flush=True)
+    return out
+
+
+def measure_paper_set(tmp, folder, images, a, size):
+    "Measurement 2: `a.repeats` multi-process builds of the paper's tasks, each scaled to the paper's 800 images."
+    runs = []
+    for k in range(a.repeats):
+        with LoadMonitor() as load:
+            startup = worker_startup(a.workers) if a.workers > 1 else dict(workers=1, seconds=0.0, cpu_seconds=0.0)
+            n, sec, cpu = timed_build(tmp / f"paper{k}", folder, PAPER_TASKS, a.workers, a.threads, a.frame_format,
+                                      size, a.frames)
+        r = per_video(n, sec, cpu, startup, a.workers)
+        scale = PAPER_IMAGES / images
+        minutes = (startup["seconds"] + r["seconds_per_video"] * n * scale) / 60
+        cpu_minutes = r["cpu_seconds_per_video"] * n * scale / 60 / os.cpu_count()
+        runs.append(dict(r, worker_startup=startup, minutes=round(minutes, 1),
+                         minutes_from_cpu_seconds_all_cores_busy=round(cpu_minutes, 1), machine_load=load.record))
+        print(f"paper set run {k + 1}/{a.repeats}: {n} videos in {sec:.1f} s "
+              f"({r['cpu_seconds_per_video']:.2f} CPU-s/video): {minutes:.1f} min for the paper's set "
+              f"(other processes: {load.record['other_processes_cores_mean']} cores)", flush=True)
+        shutil.rmtree(tmp / f"paper{k}", ignore_errors=True)
+    minutes = [r["minutes"] for r in runs]
+    median = statistics.median(minutes)
+    return dict(measured=dict(images=images, image_size=list(DIV2K_SIZE), tasks=list(PAPER_TASKS)), runs=runs,
+                images=PAPER_IMAGES, videos=PAPER_IMAGES * len(PAPER_TASKS) * len(STRENGTHS),
+                minutes_median=median, minutes_min=min(minutes), minutes_max=max(minutes),
+                cpu_seconds_per_video_median=statistics.median(r["cpu_seconds_per_video"] for r in runs),
+                goal_minutes=GOAL_MINUTES, goal_met=median <= GOAL_MINUTES)
+
+
+def _phase(acc, name, fn):
+    "Run `fn`, adding its CPU seconds (this process, children) to `acc[name]`; return its result."
+    c0 = cpu_seconds()
+    out = fn()
+    acc[name] = acc.get(name, 0.0) + cpu_seconds() - c0
+    return out
+
+
+def measure_phases(tmp, folder, names, a, size):
+    "Measurement 3: CPU seconds per video of each step of writing a sample (the builder's own functions)."
+    from progressive_ir import progressions as P
+    from progressive_ir.core import from_uint8_hwc
+    from progressive_ir.prompts import scene_prompt
+    acc, videos, per_task = {}, 0, {t: 0 for t in PAPER_TASKS}
+    for name in names:
+        img = _phase(acc, "load PNG", lambda: load_image(folder / f"{name}.png"))
+        target = _phase(acc, "resize (clean_target8)", lambda: P.clean_target8(img, size))
+        for task in PAPER_TASKS:
+            for strength in STRENGTHS:
+                d = tmp / f"phases-{name}-{task}-{strength}"
+                d.mkdir()
+                seed = P.video_seed(0, name, task, strength)
+                arr, _ = _phase(acc, f"degrade {task}", lambda: P._progression_uint8(
+                    target, task, strength, a.frames, seed, "linear", {}))
+                _phase(acc, "PSNR records", lambda: P._psnr_to_clean_uint8(arr))
+                _phase(acc, "lossless video alone", lambda: P.write_sample_videos(arr, d / "a.mkv", None, fps=5))
+                _phase(acc, "preview alone", lambda: P.write_sample_videos(
+                    arr, None, d / "a.mp4", fps=5, preview_scale=PREVIEW_SCALE))
+                _phase(acc, "lossless + preview (one ffmpeg run, as built)", lambda: P.write_sample_videos(
+                    arr, d / P.FRAMES_VIDEO, d / "preview.mp4", fps=5, preview_scale=PREVIEW_SCALE))
+                _phase(acc, "PNG frames (frame_format='png')", lambda: [
+                    P.save_png(f, d / f"frame_{t:02d}.png") for t, f in enumerate(arr)])
+                _phase(acc, "scene prompt", lambda: scene_prompt(from_uint8_hwc(arr[0]), task))
+                _phase(acc, "SHA-256", lambda: P.files_sha256([d / P.FRAMES_VIDEO, d / "preview.mp4"]))
+                shutil.rmtree(d)
+                videos += 1
+                per_task[task] += 1
+    built = ("load PNG", "resize (clean_target8)", "PSNR records", "lossless + preview (one ffmpeg run, as built)",
+             "scene prompt", "SHA-256", *(f"degrade {t}" for t in PAPER_TASKS))
+    phases = {}
+    for k, v in acc.items():
+        task = k.split()[-1] if k.startswith("degrade") else None
+        phases[k] = dict(cpu_seconds_per_video=round(v / videos, 4), **(
+            {"cpu_seconds_per_video_of_this_task": round(v / per_task[task], 4)} if task else {}))
+    total = sum(acc[k] for k in built) / videos
+    return dict(videos=videos, images=list(names), phases=phases,
+                cpu_seconds_per_video_of_the_built_steps=round(total, 4),
+                built_steps=list(built), note="the 'alone' rows and PNG frames are for comparison only; "
+                "frame_format='video' writes both videos in one ffmpeg run")
+
+
+def summary(paper, phases) -> dict:
+    "The headline figures as one flat table (what the results page shows)."
+    out = {}
+    if paper:
+        out.update({f"paper set, {k.replace('_', ' ')}": paper[k] for k in (
+            "minutes_median", "minutes_min", "minutes_max", "cpu_seconds_per_video_median", "goal_minutes",
+            "goal_met")})
+        out["paper set, runs (minutes)"] = ", ".join(str(r["minutes"]) for r in paper["runs"])
+        out["paper set, other processes (cores, mean per run)"] = ", ".join(
+            str(r["machine_load"]["other_processes_cores_mean"]) for r in paper["runs"])
+    if phases:
+        out.update({f"CPU-s per video: {k}": v["cpu_seconds_per_video"] for k, v in phases["phases"].items()})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"a short check: {QUICK}")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS))
     ap.add_argument("--images", type=int, default=6, help="sample images (x 2 strengths = videos per task)")
+    ap.add_argument("--repeats", type=int, default=3, help="paper-set runs (median and spread reported)")
     ap.add_argument("--size", default="1360x768")
     ap.add_argument("--frames", type=int, default=9)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--frame-format", default="video", choices=["video", "png"])
+    ap.add_argument("--phase-images", type=int, default=2, help="DIV2K-sized images of the phase profile")
+    ap.add_argument("--no-per-task", action="store_true", help="skip the per-task measurement")
     ap.add_argument("--no-paper-set", action="store_true", help="skip the paper-set measurement")
+    ap.add_argument("--no-phases", action="store_true", help="skip the phase profile")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "progression_speed_cpu.json"))
     a = ap.parse_args(argv)
-    load0 = _load()
+    if a.quick:  # a setting given on the command line wins over the quick one
+        for key, value in QUICK.items():
+            if getattr(a, key) == ap.get_default(key):
+                setattr(a, key, value)
     size = tuple(int(v) for v in a.size.lower().split("x"))
-    names = ["astronaut", "coffee", "motorcycle", "chelsea", "rocket", "hubble"][:a.images]
+    names = SAMPLE_NAMES[:a.images]
     imgs = sample_images(names)
     tmp = Path(tempfile.mkdtemp(prefix="progression_speed_"))
     torch.set_num_threads(a.threads)
-    make_progression(imgs[names[0]], "blur", "mild", frames=3, size=(272, 160))  # warm-up (imports, ffmpeg in the page cache)
-    startup = worker_startup(a.workers) if a.workers > 1 else dict(workers=1, seconds=0.0, cpu_seconds=0.0)
-    print(f"{a.workers} worker(s) x {a.threads} thread(s); worker start-up {startup['seconds']} s ({startup['cpu_seconds']} CPU-s)", flush=True)
-    per_task, paper = {}, None
+    make_progression(imgs[names[0]], "blur", "mild", frames=3, size=(272, 160))  # warm-up: imports, page cache
+    per_task, paper, phases = {}, None, None
     try:
-        for task in a.tasks:
-            n, sec, cpu = timed_build(tmp / task, imgs, (task,), 1, a.threads, a.frame_format, size, a.frames)
-            per_task[task] = r = per_video(n, sec, cpu, startup, 1)
-            print(f"{task:>10}: {n} videos in {sec:.1f} s = {r['videos_per_s']:.3f} videos/s in one process "
-                  f"({r['seconds_per_video']:.2f} s/video; {r['cpu_seconds_per_video']:.2f} CPU-s/video)", flush=True)
+        folder = div2k_like_folder(tmp / "div2k_like", imgs)
+        if not a.no_per_task:
+            per_task = measure_per_task(tmp, imgs, a.tasks, a, size)
         if not a.no_paper_set:
-            folder = tmp / "div2k_like"; folder.mkdir()
-            for name, img in imgs.items():
-                big = resize_center_crop(img, DIV2K_SIZE)
-                save_image(big, folder / f"{name}.png"); save_image(big.flip(-1), folder / f"{name}_mirrored.png")
-            n, sec, cpu = timed_build(tmp / "paper", folder, PAPER_TASKS, a.workers, a.threads, a.frame_format, size, a.frames)
-            r = per_video(n, sec, cpu, startup, a.workers)
-            scale = PAPER_IMAGES / (2 * len(names))
-            minutes = (startup["seconds"] + r["seconds_per_video"] * n * scale) / 60
-            paper = dict(measured=dict(images=2 * len(names), image_size=list(DIV2K_SIZE), tasks=list(PAPER_TASKS), **r),
-                         images=PAPER_IMAGES, videos=PAPER_IMAGES * len(PAPER_TASKS) * len(STRENGTHS), minutes=round(minutes, 1),
-                         minutes_from_cpu_seconds_all_cores_busy=round(r["cpu_seconds_per_video"] * n * scale / 60 / os.cpu_count(), 1),
-                         goal_minutes=GOAL_MINUTES, goal_met=minutes < GOAL_MINUTES)
-            print(f"paper set in miniature: {n} videos from {2 * len(names)} DIV2K-sized PNGs in {sec:.1f} s "
-                  f"({r['cpu_seconds_per_video']:.2f} CPU-s/video); the paper's {paper['videos']} videos: about {paper['minutes']} min "
-                  f"(goal < {GOAL_MINUTES:g} min: {'met' if paper['goal_met'] else 'NOT met'})")
+            paper = measure_paper_set(tmp, folder, 2 * len(names), a, size)
+            print(f"paper set: median {paper['minutes_median']} min (runs {[r['minutes'] for r in paper['runs']]}; "
+                  f"goal <= {GOAL_MINUTES:g} min: {'met' if paper['goal_met'] else 'NOT met'})", flush=True)
+        if not a.no_phases:
+            phases = measure_phases(tmp, folder, names[:a.phase_images], a, size)
+            print(f"phases: {phases['cpu_seconds_per_video_of_the_built_steps']} CPU-s/video in the built steps",
+                  flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = dict(benchmark="progression_speed", command=" ".join([Path(sys.executable).name, *sys.argv]),
-                  settings=dict(tasks=a.tasks, images=names, strengths=list(STRENGTHS), size=list(size), frames=a.frames, fps=5,
-                                per_task_workers=1, paper_set_workers=a.workers, threads_per_worker=a.threads, frame_format=a.frame_format,
-                                prompt_types=["uniform", "scene"], scene_prompt_source="offline-heuristic", preview=True,
-                                preview_scale=PREVIEW_SCALE, preview_preset=PREVIEW_PRESET),
-                  load_average_1min=dict(start=load0, end=_load()), worker_startup=startup, per_task=per_task, paper_set=paper,
+                  settings=dict(quick=a.quick, tasks=a.tasks, images=names, strengths=list(STRENGTHS),
+                                size=list(size), frames=a.frames, fps=5, per_task_workers=1,
+                                paper_set_workers=a.workers, paper_set_repeats=a.repeats,
+                                threads_per_worker=a.threads, frame_format=a.frame_format,
+                                prompt_types=["uniform", "scene"], scene_prompt_source="offline-heuristic",
+                                preview=True, preview_scale=PREVIEW_SCALE, preview_preset=PREVIEW_PRESET),
+                  summary=summary(paper, phases), per_task=per_task, paper_set=paper, phases=phases,
                   env=env_info())
     write_json(result, a.out)
     print(f"wrote {a.out}")

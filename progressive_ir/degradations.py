@@ -15,137 +15,178 @@ from PIL import Image
 from .core import check_video, from_uint8_hwc, run_ffmpeg, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'CODECS', 'PRESETS', 'as_frames', 'per_frame', 'frame_rng', 'jpeg8',
-           'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade', 'motion_blur_kernel', 'kernel_moments',
-           'fft_size', 'filter_stack', 'filter2d', 'motion_blur', 'motion_blur8', 'quantize8', 'sensor_noise',
-           'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light8', 'low_light', 'crf_compress',
-           'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'DEVELOP_ROWS', 'CODECS', 'PRESETS', 'CONVERT_ROWS', 'as_frames',
+           'per_frame', 'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade',
+           'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur',
+           'motion_blur8', 'quantize8', 'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level',
+           'low_light8', 'low_light', 'frames_to_uint8', 'uint8_to_frames', 'crf_compress', 'gaussian_noise',
+           'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
     "Check that `x` is `[3,H,W]` or `[...,3,H,W]` float in [0,1] and return it as float32 frames `[N,3,H,W]`."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 3 or x.shape[-3] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
         raise ValueError(f"{name}: expected shape [3,H,W] or [T,3,H,W], got {list(x.shape)}")
     f = x.reshape(-1, *x.shape[-3:])
-    if not check:  # the caller has checked the values already (e.g. one image expanded to frames): shape and dtype only
-        if not f.is_floating_point(): raise ValueError(f"{name}: expected a float tensor, got {f.dtype}")
-        return f.float()
-    return check_video(f, name).float()
+    if check:
+        return check_video(f, name).float()
+    if not f.is_floating_point():  # checked by the caller already: shape and dtype only
+        raise ValueError(f"{name}: expected a float tensor, got {f.dtype}")
+    return f.float()
 
+# %% ../nbs/02_degradations.ipynb #c008
 def per_frame(value, n, name, allow_none=False) -> list:
     "Broadcast a scalar parameter (or check a sequence of `n` per-frame values) to a list of `n` values."
-    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)): value = value.tolist()
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        value = value.tolist()
     if value is None or isinstance(value, (int, float)):
         vals = [value] * n
     elif isinstance(value, (list, tuple)):
-        if len(value) != n: raise ValueError(f"{name}: expected a number or one value per frame ({n}), got {len(value)} values")
+        if len(value) != n:
+            raise ValueError(f"{name}: expected a number or one value per frame ({n}), "
+                             f"got {len(value)} values")
         vals = [v.item() if isinstance(v, np.generic) else v for v in value]
-    else: raise ValueError(f"{name}: expected a number or a sequence of {n} numbers, got {type(value).__name__}")
+    else:
+        raise ValueError(f"{name}: expected a number or a sequence of {n} numbers, "
+                         f"got {type(value).__name__}")
     for v in vals:
-        if v is None and allow_none: continue
+        if v is None and allow_none:
+            continue
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise ValueError(f"{name}: expected finite numbers{' or None' if allow_none else ''}, got {v!r}")
     return [v if v is None else float(v) for v in vals]
 
+# %% ../nbs/02_degradations.ipynb #c010
 def frame_rng(seed, frame, tag) -> np.random.Generator:
     "The random generator of frame `frame` of a degradation named `tag`, seeded with `seed`."
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
     return np.random.default_rng([int(seed), int(frame), *tag.encode()])
 
+# %% ../nbs/02_degradations.ipynb #c013
 def _check(vals, name, ok, expected):
+    "Raise a `ValueError` naming `name` for the first of `vals` (None aside) that fails `ok`."
     for v in vals:
-        if v is not None and not ok(v): raise ValueError(f"{name}: expected {expected}, got {v:g}")
+        if v is not None and not ok(v):
+            raise ValueError(f"{name}: expected {expected}, got {v:g}")
 
-def _like(frames, x): return frames.reshape(x.shape).to(x.device)
+def _like(frames, x) -> torch.Tensor:
+    "`frames` `[N,3,H,W]` in the shape and on the device of the input `x`."
+    return frames.reshape(x.shape).to(x.device)
 
 def _check8(arr, name):
-    "Raise a `ValueError` naming `name` unless `arr` is a `uint8` image array `[H,W,3]` (the 8-bit forms' input)."
+    "Raise a `ValueError` naming `name` unless `arr` is a `uint8` image array `[H,W,3]`."
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        got = f"{arr.dtype} array of shape {list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        is_array = isinstance(arr, np.ndarray)
+        got = f"{arr.dtype} array of shape {list(arr.shape)}" if is_array else type(arr).__name__
         raise ValueError(f"{name}: expected a uint8 array [H,W,3], got a {got}")
     return arr
 
-# %% ../nbs/02_degradations.ipynb #c009
+# %% ../nbs/02_degradations.ipynb #c016
 def _resize8(arr, hw) -> np.ndarray:
     "Resize a `uint8` image `[H,W,3]` to `hw=(height, width)`: antialiased bicubic in torch's 8-bit kernel."
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]  # a channels-last view: the fast 8-bit path
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]  # channels-last: fast 8-bit path
     y = F.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False)
-    return y.contiguous(memory_format=torch.channels_last)[0].permute(1, 2, 0).numpy()  # [H,W,3] memory, no copy
+    return y.contiguous(memory_format=torch.channels_last)[0].permute(1, 2, 0).numpy()  # [H,W,3], no copy
 
+# %% ../nbs/02_degradations.ipynb #c018
 def jpeg8(arr, quality) -> np.ndarray:
     "Encode a `uint8` image `[H,W,3]` as JPEG with Pillow at `quality` (1..95) and decode it back."
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
-    with Image.open(io.BytesIO(buf.getvalue())) as im: return np.array(im.convert("RGB"))  # a writable array
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        return np.array(im.convert("RGB"))  # a writable array
 
 def jpeg_roundtrip(img, quality) -> torch.Tensor:
     "Encode an image `[3,H,W]` as JPEG with Pillow at `quality` (1..95) and decode it back."
     return from_uint8_hwc(jpeg8(to_uint8_hwc(img), quality)).to(img.device)
 
+# %% ../nbs/02_degradations.ipynb #c021
 def _check_resolution(scales, quals):
+    "Check the downscaling factors and JPEG qualities of a resolution degradation."
     _check(scales, "scale", lambda s: 0 < s <= 1, "a downscaling factor in (0, 1]")
-    _check(quals, "quality", lambda q: q == int(q) and 1 <= q <= 95, "an integer JPEG quality in 1..95 or None")
+    is_quality = lambda q: q == int(q) and 1 <= q <= 95
+    _check(quals, "quality", is_quality, "an integer JPEG quality in 1..95 or None")
 
 def resolution_degrade8(arr, scale, quality=None) -> np.ndarray:
-    "Downscale a `uint8` image `[H,W,3]` by `scale` in (0,1], JPEG it at `quality` (1..95, or None), upscale it back."
-    _check8(arr, "arr"); _check_resolution([scale], [quality])
+    "Downscale a `uint8` image `[H,W,3]` by `scale` in (0,1], JPEG it at `quality` (or None), upscale it."
+    _check8(arr, "arr")
+    _check_resolution([scale], [quality])
     H, W = arr.shape[:2]
     hw = (max(1, round(H * scale)), max(1, round(W * scale)))
     y = arr if hw == (H, W) else _resize8(arr, hw)
-    if quality is not None: y = jpeg8(y, quality)
+    if quality is not None:
+        y = jpeg8(y, quality)
     return y if hw == (H, W) else _resize8(y, (H, W))
 
+# %% ../nbs/02_degradations.ipynb #c023
 def resolution_degrade(x, scale, quality=None, seed=0, check=True) -> torch.Tensor:
-    "`resolution_degrade8` on each frame of `x` (rounded to 8 bits): downscale by `scale`, JPEG at `quality`, upscale back."
+    "`resolution_degrade8` on each frame of `x` (rounded to 8 bits): downscale, JPEG at `quality`, upscale."
     # `seed` is unused (resizing and JPEG are deterministic); it keeps the signature of the other degradations
-    f = as_frames(x, check=check); n = len(f)
+    f = as_frames(x, check=check)
+    n = len(f)
     scales, quals = per_frame(scale, n, "scale"), per_frame(quality, n, "quality", allow_none=True)
     _check_resolution(scales, quals)
     out = np.stack([resolution_degrade8(a, s, q) for a, s, q in zip(to_uint8_hwc(f), scales, quals)])
     return _like(from_uint8_hwc(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c014
+# %% ../nbs/02_degradations.ipynb #c028
+def _kernel_radius(length, angle) -> int:
+    "The radius of the smallest square holding a centred segment of `length` px at `angle` degrees."
+    ux, uy = math.cos(math.radians(angle)), -math.sin(math.radians(angle))
+    return max(0, math.ceil(length / 2 * max(abs(ux), abs(uy)) + 0.5 - 1e-9) - 1)  # outermost pixel entered
+
 def motion_blur_kernel(length, angle=0.0, size=None) -> torch.Tensor:
-    "A normalised `[k,k]` line kernel: the share of time a point moving `length` px at `angle` degrees spends in each pixel."
+    "A normalised `[k,k]` line kernel: the time share a point moving `length` px at `angle` spends per pixel."
     length, angle = float(length), float(angle)
     if not math.isfinite(length) or length < 0:
         raise ValueError(f"length: expected a non-negative number of pixels, got {length:g}")
-    if not math.isfinite(angle): raise ValueError(f"angle: expected a finite angle in degrees, got {angle}")
-    ux, uy = math.cos(math.radians(angle)), -math.sin(math.radians(angle))  # rows grow downwards
-    half = length / 2
-    r = max(0, math.ceil(half * max(abs(ux), abs(uy)) + 0.5 - 1e-9) - 1)  # outermost pixel the segment enters
+    if not math.isfinite(angle):
+        raise ValueError(f"angle: expected a finite angle in degrees, got {angle}")
+    r = _kernel_radius(length, angle)
     k = 2 * r + 1 if size is None else size
     if not isinstance(k, int) or k % 2 == 0 or k < 2 * r + 1:
-        raise ValueError(f"size: expected an odd int >= {2 * r + 1} for length {length:g} at {angle:g} degrees, got {size!r}")
+        raise ValueError(f"size: expected an odd int >= {2 * r + 1} for length {length:g} at {angle:g} "
+                         f"degrees, "
+                         f"got {size!r}")
     ker = np.zeros((k, k))
-    if length == 0: ker[k // 2, k // 2] = 1.0; return torch.from_numpy(ker).float()
+    if length == 0:
+        ker[k // 2, k // 2] = 1.0
+        return torch.from_numpy(ker).float()
+    ux, uy = math.cos(math.radians(angle)), -math.sin(math.radians(angle))  # rows grow downwards
+    half = length / 2
     ts = [np.array([-half, half])]
     for u in (ux, uy):  # where the segment crosses the pixel borders m + 1/2
-        if abs(u) > 1e-12: ts.append((np.arange(-r - 1, r + 1) + 0.5) / u)
+        if abs(u) > 1e-12:
+            ts.append((np.arange(-r - 1, r + 1) + 0.5) / u)
     ts = np.unique(np.clip(np.concatenate(ts), -half, half))
     mid = (ts[:-1] + ts[1:]) / 2
-    np.add.at(ker, (np.rint(mid * uy).astype(int) + k // 2, np.rint(mid * ux).astype(int) + k // 2), np.diff(ts) / length)
+    rows, cols = np.rint(mid * uy).astype(int) + k // 2, np.rint(mid * ux).astype(int) + k // 2
+    np.add.at(ker, (rows, cols), np.diff(ts) / length)
     return torch.from_numpy(ker / ker.sum()).float()
 
-# %% ../nbs/02_degradations.ipynb #c016
+# %% ../nbs/02_degradations.ipynb #c030
 def kernel_moments(kernel) -> dict:
-    "Centre, principal direction (degrees, as in `motion_blur_kernel`) and variances along and across it of a kernel."
-    k = kernel.double(); n = k.shape[-1]
+    "Centre, direction (degrees, as in `motion_blur_kernel`) and variances along and across a kernel."
+    k = kernel.double()
+    n = k.shape[-1]
     ys, xs = torch.meshgrid(torch.arange(n, dtype=k.dtype), torch.arange(n, dtype=k.dtype), indexing="ij")
     xs, ys = xs - n // 2, -(ys - n // 2)  # y up, as the angle convention
     cx, cy = (k * xs).sum(), (k * ys).sum()
-    cov = torch.stack([torch.stack([(k * (xs - cx) ** 2).sum(), (k * (xs - cx) * (ys - cy)).sum()]),
-                       torch.stack([(k * (xs - cx) * (ys - cy)).sum(), (k * (ys - cy) ** 2).sum()])])
+    cxy = (k * (xs - cx) * (ys - cy)).sum()
+    cxx, cyy = (k * (xs - cx) ** 2).sum(), (k * (ys - cy) ** 2).sum()
+    cov = torch.stack([torch.stack([cxx, cxy]), torch.stack([cxy, cyy])])
     evals, evecs = torch.linalg.eigh(cov)
     angle = math.degrees(math.atan2(evecs[1, 1], evecs[0, 1])) % 180
-    return dict(center=(cx.item(), cy.item()), angle=angle, var_along=evals[1].item(), var_across=evals[0].item())
+    return dict(center=(cx.item(), cy.item()), angle=angle, var_along=evals[1].item(),
+                var_across=evals[0].item())
 
-# %% ../nbs/02_degradations.ipynb #c020
+# %% ../nbs/02_degradations.ipynb #c034
 DIRECT_MAX_TAPS = 40
 STRIP_ROWS = 16
-BLUR_PAD_MODES = ("replicate", "reflect")  # `filter2d` also takes "constant" (zeros), for layers that are not images
+BLUR_PAD_MODES = ("replicate", "reflect")  # `filter2d` also takes "constant" (zeros), for non-image layers
 
 def fft_size(n) -> int:
     "The smallest `m >= n` whose prime factors are 2, 3 and 5 (FFTs of such sizes are fastest)."
@@ -153,138 +194,201 @@ def fft_size(n) -> int:
     while True:
         r = m
         for p in (2, 3, 5):
-            while r % p == 0: r //= p
-        if r == 1: return m
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
         m += 1
 
-def _trim(k):
+# %% ../nbs/02_degradations.ipynb #c037
+def _trim(k) -> torch.Tensor:
     "Drop all-zero outer rows/columns of a point-symmetric kernel, keeping it centred."
-    while k.shape[0] > 1 and not k[0].any() and not k[-1].any(): k = k[1:-1]
-    while k.shape[1] > 1 and not k[:, 0].any() and not k[:, -1].any(): k = k[:, 1:-1]
+    while k.shape[0] > 1 and not k[0].any() and not k[-1].any():
+        k = k[1:-1]
+    while k.shape[1] > 1 and not k[:, 0].any() and not k[:, -1].any():
+        k = k[:, 1:-1]
     return k
 
-def _kernel_fft(k, Hp, Wp):
-    "The 2-D real FFT of kernel `k` zero-padded to `(Hp, Wp)` with its centre moved to (0, 0)."
-    kh, kw = k.shape
-    return torch.fft.rfft2(F.pad(k, (0, Wp - kw, 0, Hp - kh)).roll((-(kh // 2), -(kw // 2)), (0, 1)))
+def _direct_filter(xp, k, pad, hw, emit):
+    "Convolve the padded image `xp` `[C,H+2R,W+2Q]` (`pad=(R, Q)`) with `k` by shifted sums."
+    (R, Q), (H, W), (kh, kw) = pad, hw, k.shape
+    shifts = [(R + kh // 2 - a, Q + kw // 2 - b, k[a, b].item()) for a, b in k.nonzero().tolist()]
+    buf = xp.new_empty(xp.shape[0], min(STRIP_ROWS, H), W)
+    for r0 in range(0, H, STRIP_ROWS):  # y(p) = sum_m k(m) x(p - m)
+        r1 = min(H, r0 + STRIP_ROWS)
+        strip = buf[:, :r1 - r0].zero_()
+        for top, left, w in shifts:
+            strip.add_(xp[:, r0 + top:r1 + top, left:left + W], alpha=w)
+        emit(r0, strip)
 
+def _kernel_fft(k, size) -> torch.Tensor:
+    "The 2-D real FFT of kernel `k` zero-padded to `size=(Hp, Wp)` with its centre moved to (0, 0)."
+    (Hp, Wp), (kh, kw) = size, k.shape
+    rows = (torch.arange(kh, device=k.device) - kh // 2) % Hp
+    cols = (torch.arange(kw, device=k.device) - kw // 2) % Wp
+    kp = k.new_zeros(Hp, Wp)
+    kp[rows[:, None], cols[None, :]] = k
+    return torch.fft.rfft2(kp)
+
+def _fft_filter(X, k, pad, hw, size) -> torch.Tensor:
+    "Convolve through the FFT: `X`, the transform of the padded image at `size`, times the kernel's, cropped."
+    (R, Q), (H, W) = pad, hw
+    return torch.fft.irfft2(X.mul(_kernel_fft(k, size)), s=size)[:, R:R + H, Q:Q + W]
+
+# %% ../nbs/02_degradations.ipynb #c039
 def filter_stack(img, kernels, emit, mode="replicate", method="auto"):
-    "Convolve `img` `[C,H,W]` with each of `kernels` (padding and transforming it once); `emit(i, row, block)` takes the results."
-    if method not in ("auto", "direct", "fft"): raise ValueError(f"method: expected 'auto', 'direct' or 'fft', got {method!r}")
+    "Convolve `img` `[C,H,W]` with each of `kernels` (padded, transformed once); `emit(i, row, block)`."
+    if method not in ("auto", "direct", "fft"):
+        raise ValueError(f"method: expected 'auto', 'direct' or 'fft', got {method!r}")
     C, H, W = img.shape
     ks = [_trim(k.to(img.device, img.dtype)) for k in kernels]
     R, Q = max(k.shape[0] for k in ks) // 2, max(k.shape[1] for k in ks) // 2
     if mode == "reflect" and (R >= H or Q >= W):
-        raise ValueError(f"mode: 'reflect' needs frames larger than the kernel radius ({R}, {Q}); use 'replicate'")
-    xp, X = F.pad(img[None], (Q, Q, R, R), mode=mode)[0], None
+        raise ValueError(f"mode: 'reflect' needs frames larger than the kernel radius ({R}, {Q}); "
+                         "use 'replicate'")
+    xp = F.pad(img[None], (Q, Q, R, R), mode=mode)[0]
+    X, size = None, (fft_size(H + 2 * R), fft_size(W + 2 * Q))
     for i, k in enumerate(ks):
-        (kh, kw), taps = k.shape, k.nonzero().tolist()
-        if (method == "auto" and len(taps) <= DIRECT_MAX_TAPS) or method == "direct":  # y(p) = sum_m k(m) x(p - m)
-            shifts = [(R + kh // 2 - a, Q + kw // 2 - b, k[a, b].item()) for a, b in taps]
-            buf = img.new_empty(C, min(STRIP_ROWS, H), W)
-            for r0 in range(0, H, STRIP_ROWS):
-                r1 = min(H, r0 + STRIP_ROWS); o = buf[:, :r1 - r0].zero_()
-                for top, left, w in shifts: o.add_(xp[:, r0 + top:r1 + top, left:left + W], alpha=w)
-                emit(i, r0, o)
+        taps = int(k.count_nonzero())
+        if method == "direct" or (method == "auto" and taps <= DIRECT_MAX_TAPS):
+            _direct_filter(xp, k, (R, Q), (H, W), lambda r0, block: emit(i, r0, block))
             continue
-        if X is None: Hp, Wp = fft_size(H + 2 * R), fft_size(W + 2 * Q); X = torch.fft.rfft2(xp, s=(Hp, Wp))
-        emit(i, 0, torch.fft.irfft2(X * _kernel_fft(k, Hp, Wp), s=(Hp, Wp))[:, R:R + H, Q:Q + W])
+        if X is None:  # the image is transformed once, for all kernels that take this path
+            X = torch.fft.rfft2(xp, s=size)
+        emit(i, 0, _fft_filter(X, k, (R, Q), (H, W), size))
 
+# %% ../nbs/02_degradations.ipynb #c040
 def filter2d(frames, kernel, mode="replicate", method="auto") -> torch.Tensor:
-    "Convolve frames `[N,C,H,W]` with an odd-sized 2-D `kernel` after padding by `mode`; `method` 'direct', 'fft' or 'auto'."
+    "Convolve frames `[N,C,H,W]` with an odd-sized 2-D `kernel` after padding by `mode`."
     out = torch.empty(frames.shape, dtype=frames.dtype, device=frames.device)
     for n, img in enumerate(frames):
         filter_stack(img, [kernel], lambda i, r0, y: out[n, :, r0:r0 + y.shape[1]].copy_(y), mode, method)
     return out
 
+# %% ../nbs/02_degradations.ipynb #c044
 def _blur_params(n, length, angle, mode):
+    "Per-frame lengths and angles of a blur of `n` frames, checked with the padding `mode`."
     lengths, angles = per_frame(length, n, "length"), per_frame(angle, n, "angle")
     _check(lengths, "length", lambda v: v >= 0, "a non-negative number of pixels")
-    if mode not in BLUR_PAD_MODES: raise ValueError(f"mode: expected one of {BLUR_PAD_MODES}, got {mode!r}")
+    if mode not in BLUR_PAD_MODES:
+        raise ValueError(f"mode: expected one of {BLUR_PAD_MODES}, got {mode!r}")
     return lengths, angles
 
 def motion_blur(x, length, angle=0.0, mode="replicate", method="auto", check=True) -> torch.Tensor:
-    "Blur each frame with `motion_blur_kernel(length, angle)`, padding edges by `mode`; `length` <= 1 is the identity."
-    f = as_frames(x, check=check); n = len(f)
-    lengths, angles = _blur_params(n, length, angle, mode)
+    "Blur each frame with `motion_blur_kernel(length, angle)`, padding edges by `mode` (`length` <= 1: none)."
+    f = as_frames(x, check=check)
+    lengths, angles = _blur_params(len(f), length, angle, mode)
     out, groups = torch.empty(f.shape, dtype=f.dtype, device=f.device), {}
     for i, (img, L) in enumerate(zip(f, lengths)):
-        if L <= 1: out[i] = img
-        else: groups.setdefault((img.data_ptr(), img.stride()), []).append(i)  # frames that are one image in memory
+        if L <= 1:
+            out[i] = img
+        else:  # frames that are one image in memory are blurred together
+            groups.setdefault((img.data_ptr(), img.stride()), []).append(i)
     for idx in groups.values():
         emit = lambda j, r0, y: out[idx[j], :, r0:r0 + y.shape[1]].copy_(y)
         filter_stack(f[idx[0]], [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode, method)
     return _like(out.clamp_(0, 1), x)
 
+# %% ../nbs/02_degradations.ipynb #c047
 def motion_blur8(arr, length, angle=0.0, mode="replicate", out=None) -> np.ndarray:
-    "Blur a `uint8` image `[H,W,3]` once per value of `length` (and `angle`): `uint8` frames `[N,H,W,3]`, into `out` if given."
+    "Blur a `uint8` image `[H,W,3]` once per `length` (and `angle`): `uint8` frames `[N,H,W,3]` (into `out`)."
     n = int(np.size(length)) if np.ndim(length) else 1
-    _check8(arr, "arr"); lengths, angles = _blur_params(n, length, angle, mode)
+    _check8(arr, "arr")
+    lengths, angles = _blur_params(n, length, angle, mode)
     out = np.empty((n, *arr.shape), np.uint8) if out is None else out
     o8, idx = torch.from_numpy(out), [i for i, L in enumerate(lengths) if L > 1]
     for i, L in enumerate(lengths):
-        if L <= 1: out[i] = arr
-    def emit(j, r0, y): o8[idx[j], r0:r0 + y.shape[1]].copy_(y.mul(255).round_().clamp_(0, 255).permute(1, 2, 0))
-    if idx: filter_stack(from_uint8_hwc(arr), [motion_blur_kernel(lengths[i], angles[i]) for i in idx], emit, mode)
+        if L <= 1:
+            out[i] = arr
+    def emit(j, r0, y):  # a block of float rows, rounded to 8 bits straight into the output
+        o8[idx[j], r0:r0 + y.shape[1]].copy_(y.mul(255).round_().clamp_(0, 255).permute(1, 2, 0))
+    if idx:
+        kernels = [motion_blur_kernel(lengths[i], angles[i]) for i in idx]
+        filter_stack(from_uint8_hwc(arr), kernels, emit, mode)
     return out
 
-# %% ../nbs/02_degradations.ipynb #c024
-def _per_frame_rgb(value, n, name):
+# %% ../nbs/02_degradations.ipynb #c050
+def _per_frame_rgb(value, n, name) -> np.ndarray:
+    "An (r, g, b) parameter as `n` triples `[n,3]`: one triple for all frames, or one per frame."
     arr = np.asarray(value.tolist() if isinstance(value, torch.Tensor) else value, dtype=float)
-    if arr.shape == (3,): arr = np.broadcast_to(arr, (n, 3))
+    if arr.shape == (3,):
+        arr = np.broadcast_to(arr, (n, 3))
     if arr.shape != (n, 3) or not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected three numbers (r, g, b) or one triple per frame ({n}), got shape {list(arr.shape)}")
+        raise ValueError(f"{name}: expected three numbers (r, g, b) or one triple per frame ({n}), "
+                         f"got shape {list(arr.shape)}")
     return arr
 
+def _check_low_light(ex, ga, ro, sn, rn, wb):
+    "Check the per-frame parameters of a low-light degradation."
+    _check(ex, "exposure", lambda v: v > 0, "a positive exposure factor")
+    _check(ga, "gamma", lambda v: v > 0, "a positive gamma")
+    for name, vals in (("rolloff", ro), ("shot_noise", sn), ("read_noise", rn)):
+        _check(vals, name, lambda v: v >= 0, "a value >= 0")
+    if (np.asarray(wb) <= 0).any():
+        raise ValueError(f"wb_gains: expected positive gains, got {np.min(wb):g}")
+
+# %% ../nbs/02_degradations.ipynb #c052
 def quantize8(x) -> torch.Tensor:
     "Round values in [0,1] to the nearest of the 256 levels of an 8-bit image."
     return (x.clamp(0, 1) * 255).round() / 255
 
+# %% ../nbs/02_degradations.ipynb #c054
 def sensor_noise(y, shot_noise, read_noise, rng) -> torch.Tensor:
     "Poisson-Gaussian noise on a signal `y` in [0,1]: variance `shot_noise * y + read_noise**2`."
     z = y.detach().cpu().double().numpy()
-    if shot_noise > 0: z = rng.poisson(np.clip(z, 0, None) / shot_noise) * shot_noise
-    if read_noise > 0: z = z + rng.normal(0.0, read_noise, z.shape)
+    if shot_noise > 0:
+        z = rng.poisson(np.clip(z, 0, None) / shot_noise) * shot_noise
+    if read_noise > 0:
+        z = z + rng.normal(0.0, read_noise, z.shape)
     return torch.from_numpy(z).float().to(y.device)
 
+# %% ../nbs/02_degradations.ipynb #c057
 def levels8(img):
-    "The 8-bit levels (`uint8` array) of `img` when every value is one of the 256 levels `k / 255`, else None."
+    "The 8-bit levels (`uint8`) of `img` when every value is one of the 256 levels `k / 255`, else None."
     k = (img * 255).round()
     return k.to(torch.uint8).cpu().numpy() if torch.equal(k / 255, img) else None
 
+# %% ../nbs/02_degradations.ipynb #c060
 def poisson_bits(rates) -> int:
-    "Guide-table size (log2 of buckets per level) for Poisson `rates`: about 16 buckets per likely count, 2**9 to 2**13."
+    "Guide-table size (log2 of buckets per level) for Poisson `rates`: ~16 buckets per likely count."
     spread = 10 * np.sqrt(np.max(rates)) + 10  # counts within +-5 standard deviations
     return int(np.clip(np.ceil(np.log2(16 * spread)), 9, 13))
 
+# %% ../nbs/02_degradations.ipynb #c062
 def poisson_table(rates, bits=None):
-    "Inverse-CDF tables for Poisson `rates`: (lo, cdf `[L,W]` of counts lo..lo+W-1, guide `[L,2**bits]`: the count, or -1 - column)."
+    "Inverse-CDF tables for `rates`: `lo`, `cdf` `[L,W]` of counts `lo..lo+W-1`, and the guide `[L,2**bits]`."
     from scipy.special import gammaln, xlogy
-    rates = np.asarray(rates, dtype=np.float64); sd = np.sqrt(rates)
+    rates = np.asarray(rates, dtype=np.float64)
+    sd = np.sqrt(rates)
     L, M = len(rates), 2 ** (poisson_bits(rates) if bits is None else bits)
     lo = np.floor(np.maximum(rates - 12 * sd - 2, 0)).astype(np.int64)  # below: probability < 1e-30
-    W = int(np.ceil(rates + 12 * sd + 20).max() - lo.min()) + 1
+    W = int((np.ceil(rates + 12 * sd + 20) - lo).max()) + 1  # the widest window, each level from its own `lo`
     ks = lo[:, None] + np.arange(W)
     cdf = np.cumsum(np.exp(xlogy(ks, rates[:, None]) - rates[:, None] - gammaln(ks + 1)), axis=1)
-    cdf[:, -1] = 1.0  # the last column takes the tail beyond it (< 1e-30): every u < 1 stops there at the latest
-    # first[l, j] = the first column whose CDF exceeds j / M = how many CDF values are <= j / M, i.e. have ceil(M * CDF) <= j
+    cdf[:, -1] = 1.0  # the last column takes the tail (< 1e-30): every u < 1 stops there at the latest
+    # first[l, j]: the first column whose CDF exceeds j / M = how many CDF values have ceil(M * CDF) <= j
     edge = np.minimum(np.ceil(cdf * M), M + 1).astype(np.int64) + (M + 2) * np.arange(L)[:, None]
     first = np.bincount(edge.ravel(), minlength=L * (M + 2)).reshape(L, M + 2).cumsum(axis=1)[:, :M + 1]
-    sure = first[:, :-1] == np.minimum(first[:, 1:], W - 1)  # the whole bucket [j/M, (j+1)/M) falls in one column
-    guide = np.where(sure, lo[:, None] + first[:, :-1], -1 - first[:, :-1])  # small (int16 when it fits) for fast look-ups
+    sure = first[:, :-1] == np.minimum(first[:, 1:], W - 1)  # the bucket [j/M, (j+1)/M) lies in one column
+    guide = np.where(sure, lo[:, None] + first[:, :-1], -1 - first[:, :-1])  # a count, or -1 - column
     return lo, cdf, guide.astype(np.int16 if lo.max() + W < 2 ** 15 else np.int32)
 
+# %% ../nbs/02_degradations.ipynb #c064
 def poisson_by_level(levels, rates, rng) -> np.ndarray:
-    "Exact Poisson draws with rate `rates[levels]` (`levels` a `uint8` array, `rates` 256 rates): inverse CDF per level."
+    "Exact Poisson draws with rate `rates[levels]` (`levels` `uint8`, `rates` 256 rates), like `levels`."
     lo, cdf, guide = poisson_table(rates)
     (M, W), bits = (guide.shape[1], cdf.shape[1]), guide.shape[1].bit_length() - 1
     u = rng.integers(0, 2 ** 32, levels.shape, dtype=np.uint32)  # u / 2**32: a uniform draw on a 2**-32 grid
-    idx = u >> np.uint32(32 - bits); idx |= levels.astype(np.uint32) << np.uint32(bits)  # level * M + bucket
-    k = guide.ravel().take(idx.view(np.int32)).astype(np.int32)
-    todo = np.flatnonzero(k < 0)  # buckets holding a step of the CDF (about 1 %): search on from the bucket's first column
+    idx = levels.astype(np.uint32)
+    idx <<= np.uint32(bits)
+    idx |= u >> np.uint32(32 - bits)  # level * M + bucket
+    k = guide.ravel().take(idx.view(np.int32))  # counts, in the table's integer type
+    todo = np.flatnonzero(k < 0)  # buckets holding a CDF step: search on from the bucket's first column
     if todo.size:
-        lv = levels.ravel()[todo].astype(np.intp); col = -1 - k.ravel()[todo].astype(np.intp)
-        uu = u.ravel()[todo] * 2.0 ** -32; flat, base = cdf.ravel(), lv * W
+        lv = levels.ravel()[todo].astype(np.intp)
+        col = -1 - k.ravel()[todo].astype(np.intp)
+        uu = u.ravel()[todo] * 2.0 ** -32
+        flat, base = cdf.ravel(), lv * W
         walk = np.flatnonzero(flat[base + col] <= uu)
         while walk.size:
             col[walk] += 1
@@ -292,111 +396,219 @@ def poisson_by_level(levels, rates, rng) -> np.ndarray:
         k.ravel()[todo] = lo[lv] + col
     return k
 
-def _check_low_light(ex, ga, ro, sn, rn, wb):
-    _check(ex, "exposure", lambda v: v > 0, "a positive exposure factor")
-    _check(ga, "gamma", lambda v: v > 0, "a positive gamma")
-    for name, vals in (("rolloff", ro), ("shot_noise", sn), ("read_noise", rn)):
-        _check(vals, name, lambda v: v >= 0, "a value >= 0")
-    if (np.asarray(wb) <= 0).any(): raise ValueError(f"wb_gains: expected positive gains, got {np.min(wb):g}")
+# %% ../nbs/02_degradations.ipynb #c068
+DEVELOP_ROWS = 32  # rows of a frame developed at once by `low_light8`
 
-def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, rng=None,
-               quantize=True) -> np.ndarray:
-    "`low_light` of one `uint8` image `[H,W,3]` with exact Poisson counts per level: `uint8` out, or float32 in [0,1] if not `quantize`."
-    _check8(levels, "levels"); wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
-    _check_low_light([exposure], [gamma], [rolloff], [shot_noise], [read_noise], wb)
-    rng = np.random.default_rng(0) if rng is None else rng
+def _photons8(levels, exposure, gamma, shot_noise, read_noise, rng) -> tuple:
+    "Counts of `shot_noise` (or the signal) of the darkened `levels` `[H,W,3]`, read noise in those units."
     signal = np.minimum(exposure * (np.arange(256) / 255) ** gamma, 1)  # the darkened value of each level
-    unit = shot_noise if shot_noise > 0 else 1.0  # z counts photons (or is the signal itself without shot noise)
-    z = torch.from_numpy(poisson_by_level(levels, signal / shot_noise, rng) if shot_noise > 0 else signal[levels]).float()
-    if read_noise > 0:  # torch draws the normals faster than NumPy, from a generator seeded by this frame's stream
-        z.add_(torch.randn(z.shape, generator=torch.Generator().manual_seed(int(rng.integers(2 ** 63)))), alpha=read_noise / unit)
-    z.mul_(torch.tensor(wb * 255 * unit, dtype=torch.float32)).clamp_(min=0)  # gains, in 8-bit units
-    if rolloff: z.div_(z.mul(rolloff / 255).add_(1))
-    z.clamp_(max=255)
-    return z.round_().to(torch.uint8).numpy() if quantize else z.div_(255).numpy()
+    if shot_noise > 0:
+        counts, unit = torch.from_numpy(poisson_by_level(levels, signal / shot_noise, rng)), shot_noise
+    else:
+        counts, unit = torch.from_numpy(signal[levels].astype(np.float32)), 1.0
+    if read_noise <= 0:
+        return counts, None, unit
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
+    return counts, torch.randn(counts.shape, generator=generator), unit
 
-def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0, quantize=True, seed=0,
-              check=True):
-    "Darken (`exposure * x**gamma`), add Poisson-Gaussian noise, apply white-balance gains and highlight roll-off, quantise."
-    f = as_frames(x, check=check); n = len(f)
-    ex, ga, ro = per_frame(exposure, n, "exposure"), per_frame(gamma, n, "gamma"), per_frame(rolloff, n, "rolloff")
+def _develop8(counts, noise, noise_scale, gains, rolloff, out) -> np.ndarray:
+    "`counts + noise_scale * noise` `[H,W,3]` through channel `gains` (8-bit units) and roll-off into `out`."
+    H, W, C = counts.shape
+    row = torch.tensor(gains, dtype=torch.float32).repeat(W)  # the gains of one row of pixels
+    flat = [t.view(H, W * C) for t in (counts, noise, torch.from_numpy(out)) if t is not None]
+    band, tmp = torch.empty(min(DEVELOP_ROWS, H), W * C), torch.empty(min(DEVELOP_ROWS, H), W * C)
+    for r0 in range(0, H, DEVELOP_ROWS):
+        rows = slice(r0, r0 + DEVELOP_ROWS)
+        z = band[:min(DEVELOP_ROWS, H - r0)]
+        if noise is None:
+            z.copy_(flat[0][rows])
+        else:
+            torch.add(flat[0][rows], flat[1][rows], alpha=noise_scale, out=z)
+        z.mul_(row).clamp_(min=0)
+        if rolloff:
+            z.div_(torch.mul(z, rolloff / 255, out=tmp[:len(z)]).add_(1))
+        z.clamp_(max=255)
+        flat[-1][rows].copy_(z.round_() if out.dtype == np.uint8 else z.div_(255))
+    return out
+
+# %% ../nbs/02_degradations.ipynb #c070
+def low_light8(levels, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0,
+               rng=None, quantize=True, out=None) -> np.ndarray:
+    "`low_light` of one `uint8` image `[H,W,3]`: `uint8` (into `out`), or float32 in [0,1] if not `quantize`."
+    _check8(levels, "levels")
+    wb = _per_frame_rgb(wb_gains, 1, "wb_gains")[0]
+    _check_low_light([exposure], [gamma], [rolloff], [shot_noise], [read_noise], wb)
+    fits = isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == levels.shape
+    if out is not None and (not fits or not quantize):
+        raise ValueError(f"out: expected a uint8 array of shape {list(levels.shape)} (and quantize=True)")
+    rng = np.random.default_rng(0) if rng is None else rng
+    counts, noise, unit = _photons8(levels, exposure, gamma, shot_noise, read_noise, rng)
+    if out is None:
+        out = np.empty(levels.shape, np.uint8 if quantize else np.float32)
+    return _develop8(counts, noise, read_noise / unit, wb * 255 * unit, rolloff, out)
+
+# %% ../nbs/02_degradations.ipynb #c074
+def _levels_hwc(img, cache):
+    "The 8-bit levels `[H,W,3]` of frame `img` (or None), found once per image in memory (`cache`)."
+    key = (img.data_ptr(), img.stride())
+    if key not in cache:
+        lv = levels8(img)
+        cache[key] = None if lv is None else np.ascontiguousarray(lv.transpose(1, 2, 0))
+    return cache[key]
+
+def _low_light_float(img, exposure, gamma, rolloff, wb, shot_noise, read_noise, rng, quantize):
+    "The low-light model on one float frame `[3,H,W]`, with NumPy's Poisson and normal draws."
+    y = (exposure * img ** gamma).clamp(max=1)
+    if shot_noise > 0 or read_noise > 0:
+        y = sensor_noise(y, shot_noise, read_noise, rng)
+    y = (y * torch.tensor(wb, dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
+    y = (y / (1 + rolloff * y)).clamp(0, 1)
+    return quantize8(y) if quantize else y
+
+def low_light(x, exposure, gamma=1.0, rolloff=0.0, wb_gains=(1, 1, 1), shot_noise=0.0, read_noise=0.0,
+              quantize=True, seed=0, check=True):
+    "Darken (`exposure * x**gamma`), add Poisson-Gaussian noise, apply gains and roll-off, quantise."
+    f = as_frames(x, check=check)
+    n = len(f)
+    ex, ga = per_frame(exposure, n, "exposure"), per_frame(gamma, n, "gamma")
+    ro = per_frame(rolloff, n, "rolloff")
     sn, rn = per_frame(shot_noise, n, "shot_noise"), per_frame(read_noise, n, "read_noise")
     wb = _per_frame_rgb(wb_gains, n, "wb_gains")
     _check_low_light(ex, ga, ro, sn, rn, wb)
-    out, seen = [], {}
+    out, levels = [], {}
     for i, img in enumerate(f):
-        if sn[i] > 0:  # 8-bit input (found once per distinct frame in memory): `low_light8`
-            key = (img.data_ptr(), img.stride())
-            if key not in seen: seen[key] = None if (lv := levels8(img)) is None else np.ascontiguousarray(lv.transpose(1, 2, 0))
-            if seen[key] is not None:
-                y = low_light8(seen[key], ex[i], ga[i], ro[i], wb[i], sn[i], rn[i],
-                               frame_rng(seed, i, "low_light8"), quantize)
-                out.append((from_uint8_hwc(y) if quantize else torch.from_numpy(y).permute(2, 0, 1)).to(img.device)); continue
-        y = (ex[i] * img ** ga[i]).clamp(max=1)
-        if sn[i] > 0 or rn[i] > 0: y = sensor_noise(y, sn[i], rn[i], frame_rng(seed, i, "low_light"))
-        y = (y * torch.tensor(wb[i], dtype=y.dtype, device=y.device)[:, None, None]).clamp(min=0)
-        y = (y / (1 + ro[i] * y)).clamp(0, 1)
-        out.append(quantize8(y) if quantize else y)
+        lv = _levels_hwc(img, levels) if sn[i] > 0 else None
+        if lv is None:
+            rng = frame_rng(seed, i, "low_light")
+            out.append(_low_light_float(img, ex[i], ga[i], ro[i], wb[i], sn[i], rn[i], rng, quantize))
+            continue
+        rng = frame_rng(seed, i, "low_light8")
+        y = low_light8(lv, ex[i], ga[i], ro[i], wb[i], sn[i], rn[i], rng, quantize)
+        out.append((from_uint8_hwc(y) if quantize else torch.from_numpy(y).permute(2, 0, 1)).to(img.device))
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c030
+# %% ../nbs/02_degradations.ipynb #c078
 CODECS = ("libx264", "libx265")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
-def _encoder_args(codec, crf, preset, lossless):
-    quiet = ["-x265-params", "log-level=error" + (":lossless=1" if lossless else "")] if codec == "libx265" else []
-    if lossless and codec == "libx264": return ["-c:v", "libx264rgb", "-pix_fmt", "rgb24", "-preset", preset, "-qp", "0"]
-    if lossless: return ["-c:v", "libx265", "-pix_fmt", "gbrp", "-preset", preset, *quiet]
-    return ["-c:v", codec, "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{float(crf):g}", *quiet]
-
-def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=False, fps=25) -> torch.Tensor:
-    "Encode frames with ffmpeg (`codec` libx264/libx265, yuv420p, `preset`) at `crf` (0..51) and decode them back, frame-aligned."
-    if isinstance(frames, torch.Tensor) and frames.ndim > 4:
-        raise ValueError(f"frames: expected one clip [T,3,H,W] (or an image [3,H,W]), got {list(frames.shape)}")
-    f = as_frames(frames, "frames"); n, _, H, W = f.shape
-    if codec not in CODECS: raise ValueError(f"codec: expected one of {CODECS}, got {codec!r}")
-    if preset not in PRESETS: raise ValueError(f"preset: expected one of {PRESETS}, got {preset!r}")
-    lossless = lossless or crf is None
+def _crf_lossless(crf, codec, preset, lossless, fps) -> bool:
+    "Check the settings of `crf_compress` (naming the bad one); return whether the encoding is lossless."
+    if codec not in CODECS:
+        raise ValueError(f"codec: expected one of {CODECS}, got {codec!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset: expected one of {PRESETS}, got {preset!r}")
+    lossless = bool(lossless) or crf is None
     if not lossless and (isinstance(crf, bool) or not isinstance(crf, numbers.Real) or not 0 <= crf <= 51):
         raise ValueError(f"crf: expected a number in 0..51 (or None for lossless), got {crf!r}")
-    if not isinstance(fps, numbers.Real) or fps <= 0: raise ValueError(f"fps: expected a positive frame rate, got {fps!r}")
-    fp = F.pad(f, (0, W % 2, 0, H % 2), mode="replicate") if (H % 2 or W % 2) else f
-    Hp, Wp = fp.shape[-2:]
-    raw = memoryview(to_uint8_hwc(fp)).cast("B")
-    with tempfile.TemporaryDirectory(prefix="crf_") as d:
-        path = str(Path(d) / "video.mp4")
-        run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{Wp}x{Hp}", "-r", f"{fps:g}", "-i", "-",
-                    *_encoder_args(codec, crf, preset, lossless), path], f"crf_compress (encoding with {codec})", stdin=raw)
-        out = run_ffmpeg(["-i", path, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], "crf_compress (decoding)")
-    dec = np.frombuffer(out, dtype=np.uint8)
-    if dec.size != n * Hp * Wp * 3: raise RuntimeError(f"crf_compress: decoded {dec.size // (Hp * Wp * 3)} frames, expected {n}")
-    y = from_uint8_hwc(dec.reshape(n, Hp, Wp, 3))
-    return _like(y[..., :H, :W], frames)
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not fps > 0:
+        raise ValueError(f"fps: expected a positive frame rate, got {fps!r}")
+    return lossless
 
-# %% ../nbs/02_degradations.ipynb #c034
+def _encoder_args(codec, crf, preset, lossless) -> list:
+    "The ffmpeg output options of one `crf_compress` encoding."
+    x265 = ["-x265-params", "log-level=error" + (":lossless=1" if lossless else "")]
+    quiet = x265 if codec == "libx265" else []
+    if lossless and codec == "libx264":
+        return ["-c:v", "libx264rgb", "-pix_fmt", "rgb24", "-preset", preset, "-qp", "0"]
+    if lossless:
+        return ["-c:v", "libx265", "-pix_fmt", "gbrp", "-preset", preset, *quiet]
+    return ["-c:v", codec, "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{float(crf):g}", *quiet]
+
+# %% ../nbs/02_degradations.ipynb #c081
+def _check_frames8(frames, name) -> np.ndarray:
+    "`uint8` frames `[H,W,3]` or `[T,H,W,3]` as `[T,H,W,3]`, or a `ValueError` naming `name`."
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise ValueError(f"{name}: expected uint8 frames [T,H,W,3] (or an image [H,W,3]), "
+                         f"got a {frames.dtype} array of shape {list(frames.shape)}")
+    return frames.reshape(-1, *frames.shape[-3:])
+
+def _even8(frames8) -> np.ndarray:
+    "`uint8` frames `[T,H,W,3]`, contiguous, an odd height or width padded by repeating the last row/column."
+    H, W = frames8.shape[1:3]
+    if H % 2 == 0 and W % 2 == 0:
+        return np.ascontiguousarray(frames8)
+    return np.pad(frames8, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
+
+def _roundtrip8(frames8, encoder, fps, codec) -> np.ndarray:
+    "Encode contiguous `uint8` frames `[T,H,W,3]` with the ffmpeg options `encoder`, and decode them."
+    T, H, W, _ = frames8.shape
+    with tempfile.TemporaryDirectory(prefix="crf_") as d:
+        video, raw = Path(d) / "video.mp4", Path(d) / "decoded.rgb"
+        raw_in = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-"]
+        run_ffmpeg([*raw_in, *encoder, str(video)], f"crf_compress (encoding with {codec})",
+                   stdin=memoryview(frames8).cast("B"))
+        raw_out = ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", str(raw)]
+        run_ffmpeg(["-i", str(video), *raw_out], "crf_compress (decoding)")
+        decoded = np.fromfile(raw, dtype=np.uint8)
+    if decoded.size != frames8.size:
+        raise RuntimeError(f"crf_compress: decoded {decoded.size // (H * W * 3)} frames, expected {T}")
+    return decoded.reshape(frames8.shape)
+
+# %% ../nbs/02_degradations.ipynb #c084
+CONVERT_ROWS = 64  # rows of a frame converted between float [3,H,W] and uint8 [H,W,3] at once
+
+def frames_to_uint8(f) -> np.ndarray:
+    "Float frames `f` `[T,3,H,W]` in [0,1] rounded to `uint8` frames `[T,H,W,3]` (as `core.to_uint8_hwc`)."
+    T, _, H, W = f.shape
+    out = torch.empty(T, H, W, 3, dtype=torch.uint8)
+    src = f.permute(0, 2, 3, 1)
+    for t in range(T):
+        for r in range(0, H, CONVERT_ROWS):
+            out[t, r:r + CONVERT_ROWS].copy_(src[t, r:r + CONVERT_ROWS].clamp(0, 1).mul_(255).round_())
+    return out.numpy()
+
+def uint8_to_frames(arr, H, W) -> torch.Tensor:
+    "The top-left `H x W` of `uint8` frames `arr` `[T,H',W',3]` as float32 `[T,3,H,W]` in [0,1]."
+    out = torch.empty(arr.shape[0], 3, H, W)
+    src = torch.from_numpy(arr)[:, :H, :W].permute(0, 3, 1, 2)
+    for t in range(len(out)):
+        for r in range(0, H, CONVERT_ROWS):
+            out[t, :, r:r + CONVERT_ROWS].copy_(src[t, :, r:r + CONVERT_ROWS]).div_(255)
+    return out
+
+# %% ../nbs/02_degradations.ipynb #c087
+def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=False, fps=25):
+    "Encode frames with ffmpeg (`codec`, yuv420p, `preset`) at `crf` (0..51), and decode them, frame-aligned."
+    if isinstance(frames, np.ndarray):
+        f8 = _check_frames8(frames, "frames")
+    elif isinstance(frames, torch.Tensor) and frames.ndim > 4:
+        raise ValueError(f"frames: expected one clip [T,3,H,W] (or an image [3,H,W]), "
+                         f"got {list(frames.shape)}")
+    encoder = _encoder_args(codec, crf, preset, _crf_lossless(crf, codec, preset, lossless, fps))
+    if isinstance(frames, np.ndarray):
+        H, W = f8.shape[1:3]
+        return _roundtrip8(_even8(f8), encoder, fps, codec)[:, :H, :W].reshape(frames.shape)
+    f = as_frames(frames, "frames")
+    decoded = _roundtrip8(_even8(frames_to_uint8(f)), encoder, fps, codec)
+    return _like(uint8_to_frames(decoded, *f.shape[-2:]), frames)
+
+# %% ../nbs/02_degradations.ipynb #c093
 def gaussian_noise(x, sigma, seed=0, clip=True, quantize=False) -> torch.Tensor:
-    "Add white Gaussian noise of standard deviation `sigma`/255 (PromptIR uses sigma 15, 25, 50), clipped to [0,1]."
-    f = as_frames(x); n = len(f)
-    sig = per_frame(sigma, n, "sigma"); _check(sig, "sigma", lambda v: 0 <= v <= 255, "a noise level in 0..255 (0..255 scale)")
+    "Add white Gaussian noise of standard deviation `sigma`/255 (PromptIR: 15, 25, 50), clipped to [0,1]."
+    f = as_frames(x)
+    sig = per_frame(sigma, len(f), "sigma")
+    _check(sig, "sigma", lambda v: 0 <= v <= 255, "a noise level in 0..255 (0..255 scale)")
     out = []
     for i, img in enumerate(f):
         z = frame_rng(seed, i, "gaussian_noise").standard_normal(img.shape, dtype=np.float32)
         y = img + sig[i] / 255 * torch.from_numpy(z).to(img.device)
-        if clip or quantize: y = y.clamp(0, 1)
+        if clip or quantize:
+            y = y.clamp(0, 1)
         out.append(quantize8(y) if quantize else y)
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c037
+# %% ../nbs/02_degradations.ipynb #c096
 def rain_layer(height, width, density, length, angle, rng) -> torch.Tensor:
-    "A `[H,W]` rain-streak layer in [0,1]: random drops drawn out along a `length`-px line at `angle` degrees."
+    "A `[H,W]` rain-streak layer in [0,1]: random drops drawn out along a `length`-px line at `angle`."
     drops = (rng.random((height, width)) < density) * rng.uniform(0.4, 1.0, (height, width))
     k = motion_blur_kernel(max(length, 1.0), angle)
     layer = filter2d(torch.from_numpy(drops).float()[None, None], k / k.max(), mode="constant")
     return layer[0, 0].clamp(0, 1)
 
 def rain_streaks(x, density=0.01, length=20.0, angle=80.0, seed=0, intensity=0.8) -> torch.Tensor:
-    "Lay a random rain-streak layer (drop `density`, streak `length` px, `angle` degrees) over each frame (screen blend)."
-    f = as_frames(x); n, _, H, W = f.shape
+    "Lay a random rain-streak layer (drop `density`, streak `length` px, `angle` degrees) over each frame."
+    f = as_frames(x)
+    n, _, H, W = f.shape
     den, ln = per_frame(density, n, "density"), per_frame(length, n, "length")
     an, it = per_frame(angle, n, "angle"), per_frame(intensity, n, "intensity")
     _check(den, "density", lambda v: 0 <= v <= 1, "a drop probability in [0, 1]")
@@ -404,27 +616,34 @@ def rain_streaks(x, density=0.01, length=20.0, angle=80.0, seed=0, intensity=0.8
     _check(it, "intensity", lambda v: 0 <= v <= 1, "an intensity in [0, 1]")
     out = []
     for i, img in enumerate(f):
-        if den[i] == 0 or it[i] == 0: out.append(img); continue
-        rain = it[i] * rain_layer(H, W, den[i], ln[i], an[i], frame_rng(seed, i, "rain")).to(img.device)
+        if den[i] == 0 or it[i] == 0:
+            out.append(img)
+            continue
+        layer = rain_layer(H, W, den[i], ln[i], an[i], frame_rng(seed, i, "rain"))
+        rain = it[i] * layer.to(img.device)
         out.append(1 - (1 - img) * (1 - rain))
     return _like(torch.stack(out), x)
 
-# %% ../nbs/02_degradations.ipynb #c040
+# %% ../nbs/02_degradations.ipynb #c099
 def smooth_random_field(height, width, seed=0, cells=4) -> torch.Tensor:
-    "A smooth `[H,W]` random field in [0,1]: a `cells` x `cells` grid of uniform values, bicubically upsampled."
+    "A smooth `[H,W]` random field in [0,1]: a `cells` x `cells` grid of uniform values, upsampled."
     grid = torch.from_numpy(frame_rng(seed, 0, "field").random((1, 1, cells, cells))).float()
     f = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=True)[0, 0]
     return (f - f.min()) / (f.max() - f.min()).clamp_min(1e-12)
 
 def haze(x, beta=1.0, airlight=0.8, seed=0, depth=None) -> torch.Tensor:
-    "Atmospheric scattering `I = J t + A (1 - t)`, `t = exp(-beta * depth)`; depth a smooth random field when not given."
-    f = as_frames(x); n, _, H, W = f.shape
-    betas = per_frame(beta, n, "beta"); _check(betas, "beta", lambda v: v >= 0, "a scattering coefficient >= 0")
+    "Atmospheric scattering `I = J t + A (1 - t)`, `t = exp(-beta * depth)` (default depth: a random field)."
+    f = as_frames(x)
+    n, _, H, W = f.shape
+    betas = per_frame(beta, n, "beta")
+    _check(betas, "beta", lambda v: v >= 0, "a scattering coefficient >= 0")
     A = torch.as_tensor(airlight, dtype=torch.float32).flatten()
     if A.numel() not in (1, 3) or not ((A >= 0) & (A <= 1)).all():
         raise ValueError(f"airlight: expected a value or an (r, g, b) triple in [0, 1], got {airlight!r}")
     d = smooth_random_field(H, W, seed) if depth is None else torch.as_tensor(depth, dtype=torch.float32)
     if d.shape not in ((H, W), (1, H, W), (n, H, W)) or not torch.isfinite(d).all() or (d < 0).any():
-        raise ValueError(f"depth: expected finite values >= 0 of shape [H,W] or [T,H,W] = {[n, H, W]}, got {list(d.shape)}")
-    t = torch.exp(-torch.tensor(betas, device=d.device)[:, None, None] * d.expand(n, H, W))[:, None].to(f.device)
+        raise ValueError(f"depth: expected finite values >= 0 of shape [H,W] or [T,H,W] = {[n, H, W]}, "
+                         f"got {list(d.shape)}")
+    t = torch.exp(-torch.tensor(betas, device=d.device)[:, None, None] * d.expand(n, H, W))
+    t = t[:, None].to(f.device)
     return _like((f * t + A.to(f.device)[None, :, None, None] * (1 - t)).clamp(0, 1), x)

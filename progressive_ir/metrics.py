@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_metrics.ipynb #c003
 from __future__ import annotations
-import math, os, warnings
+import math, os, threading, warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,261 +13,440 @@ import torch
 from .core import atomic_path
 
 # %% auto #0
-__all__ = ['CHUNK', 'SSIM_SIGMA', 'SSIM_TRUNCATE', 'SSIM_K1', 'SSIM_K2', 'LPIPS_BACKBONES', 'HIGHER_IS_BETTER', 'GROUP_KEYS',
-           'METRICS', 'check_pair', 'rgb_to_y', 'psnr', 'gaussian_window', 'ssim', 'skimage_psnr_ssim',
-           'LPIPSUnavailable', 'lpips_backbone_path', 'lpips_model', 'lpips_distance', 'image_metrics',
-           'trajectory_summary', 'trajectory_metrics', 'aggregate_trajectories', 'summarize_trajectories', 'save_table']
+__all__ = ['BAND_VALUES', 'PSNR_BAND_VALUES', 'CHUNK', 'SSIM_SIGMA', 'SSIM_TRUNCATE', 'SSIM_K1', 'SSIM_K2', 'LPIPS_BACKBONES',
+           'METRICS', 'HIGHER_IS_BETTER', 'GROUP_KEYS', 'SUMMARY_FIELDS', 'check_pair', 'rgb_to_y', 'psnr',
+           'gaussian_window', 'ssim', 'skimage_psnr_ssim', 'LPIPSUnavailable', 'lpips_backbone_path', 'lpips_model',
+           'lpips_distance', 'image_metrics', 'trajectory_summary', 'trajectory_metrics', 'aggregate_trajectories',
+           'summarize_trajectories', 'save_table']
 
 # %% ../nbs/04_metrics.ipynb #c006
+def _stored(t: torch.Tensor) -> torch.Tensor:
+    "`t` without its repeated dimensions (stride 0, as `expand` makes them): each value once."
+    index = [slice(0, 1) if s == 0 and n > 1 else slice(None) for n, s in zip(t.shape, t.stride())]
+    return t[tuple(index)]
+
+# %% ../nbs/04_metrics.ipynb #c008
+def _check_values(t, name):
+    "Raise an error naming `name` unless every value of `t` is a number in [0,1] (one pass over `t`)."
+    lo, hi = (v.item() for v in torch.aminmax(t))  # NaN propagates, inf is out of range
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{name}: contains NaN values")
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
+
 def _check_one(t, name):
-    if not isinstance(t, torch.Tensor): raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.ndim < 3 or t.shape[-3] != 3: raise ValueError(f"{name}: expected shape [...,3,H,W], got {list(t.shape)}")
-    if not t.is_floating_point(): raise ValueError(f"{name}: expected a float tensor in [0,1], got {t.dtype}")
-    if t.numel() == 0: raise ValueError(f"{name}: is empty, shape {list(t.shape)}")
-    lo, hi = (v.item() for v in torch.aminmax(t))  # one pass: NaN propagates into min/max, inf lands outside [0,1]
-    if math.isnan(lo) or math.isnan(hi): raise ValueError(f"{name}: contains NaN values")
-    if lo < 0 or hi > 1: raise ValueError(f"{name}: values must lie in [0,1], found [{lo:.4g}, {hi:.4g}]")
+    "Raise an error naming `name` unless `t` is a non-empty float tensor `[...,3,H,W]` in [0,1]."
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.ndim < 3 or t.shape[-3] != 3:
+        raise ValueError(f"{name}: expected shape [...,3,H,W], got {list(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor in [0,1], got {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"{name}: is empty, shape {list(t.shape)}")
+    _check_values(_stored(t), name)
 
+# %% ../nbs/04_metrics.ipynb #c010
 def check_pair(x, y, names=("x", "y")):
-    "Raise a clear error unless `x` and `y` are finite float tensors `[...,3,H,W]` in [0,1] of the same shape."
-    _check_one(x, names[0]); _check_one(y, names[1])
+    "Raise a clear error unless `x` and `y` are float tensors `[...,3,H,W]` in [0,1] of one shape."
+    _check_one(x, names[0])
+    _check_one(y, names[1])
     if x.shape != y.shape:
-        raise ValueError(f"{names[1]}: shape {list(y.shape)} differs from {names[0]}'s {list(x.shape)} (nothing is resized)")
-    if x.device != y.device: raise ValueError(f"{names[1]}: on {y.device}, but {names[0]} is on {x.device}")
+        raise ValueError(f"{names[1]}: shape {list(y.shape)} differs from {names[0]}'s "
+                         f"{list(x.shape)} (nothing is resized)")
+    if x.device != y.device:
+        raise ValueError(f"{names[1]}: on {y.device}, but {names[0]} is on {x.device}")
 
-# %% ../nbs/04_metrics.ipynb #c009
+# %% ../nbs/04_metrics.ipynb #c013
 _BT601_Y = (65.481, 128.553, 24.966)
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
-    "BT.601 luma of `[...,3,H,W]` RGB in [0,1], as `[...,1,H,W]` in [16/255, 235/255] (like MATLAB's rgb2ycbcr)."
+    "BT.601 luma of RGB `[...,3,H,W]` in [0,1], as `[...,1,H,W]` in [16/255, 235/255] (MATLAB's)."
     r, g, b = x.unbind(-3)
     return ((16.0 + _BT601_Y[0] * r + _BT601_Y[1] * g + _BT601_Y[2] * b) / 255.0).unsqueeze(-3)
 
-CHUNK = 2**22  # values (images x channels x pixels) processed at once: many small images per step, big frames one by one
+# %% ../nbs/04_metrics.ipynb #c015
+def _as_images(t):
+    "`t` `[...,3,h,w]` as `[N,3,h,w]`: a view when there is one, else a list of its images (no copy)."
+    try:
+        return t.view(-1, *t.shape[-3:])
+    except RuntimeError:  # e.g. one target per clip, expanded over each clip's frames
+        return [t[i] for i in np.ndindex(*t.shape[:-3])]
 
+def _take(images, i, j, rows) -> torch.Tensor:
+    "Rows `rows` of the images `i..j-1` of `images` (`[N,3,h,w]`, or a list of `[3,h,w]`)."
+    if isinstance(images, torch.Tensor):
+        return images[i:j, :, rows]
+    return torch.stack([t[:, rows] for t in images[i:j]])
+
+# %% ../nbs/04_metrics.ipynb #c017
 def _prepare(x, y, crop, names=("x", "y")):
-    "Check `x` and `y`, crop `crop` pixels off every border; return both as `[N,3,h,w]` views and the leading shape."
+    "Check `x`, `y`, crop `crop` pixels off each border: both as `[N,3,h,w]` (`_as_images` for `y`)."
     check_pair(x, y, names)
-    if not isinstance(crop, int) or crop < 0: raise ValueError(f"crop: expected a non-negative int, got {crop!r}")
+    if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
+        raise ValueError(f"crop: expected a non-negative int, got {crop!r}")
     H, W = x.shape[-2:]
-    if 2 * crop >= min(H, W): raise ValueError(f"crop: {crop} pixels per border leaves nothing of a {W}x{H} image")
-    if crop: x, y = x[..., crop:H - crop, crop:W - crop], y[..., crop:H - crop, crop:W - crop]
-    lead = x.shape[:-3]
-    return x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]), lead
+    if 2 * crop >= min(H, W):
+        raise ValueError(f"crop: {crop} pixels per border leaves nothing of a {W}x{H} image")
+    if crop:
+        x = x[..., crop:H - crop, crop:W - crop]
+        y = y[..., crop:H - crop, crop:W - crop]
+    return x.reshape(-1, *x.shape[-3:]), _as_images(y), x.shape[:-3]
 
-def _chunks(xs, ys, y_channel):
-    "Yield float64 (and, with `y_channel`, luma) copies of `xs`, `ys` in groups of at most `CHUNK` values."
-    group = max(1, CHUNK // xs[0].numel())
-    for i in range(0, len(xs), group):
-        a, b = xs[i:i + group].to(torch.float64, copy=True), ys[i:i + group].double()  # `a` may be changed in place
-        yield (rgb_to_y(a), rgb_to_y(b)) if y_channel else (a, b)
+# %% ../nbs/04_metrics.ipynb #c020
+BAND_VALUES = 2**17  # CPU: values of one map (images x channels x rows x width) scored at once
+PSNR_BAND_VALUES = 2**19  # PSNR's few operations stream through memory: larger bands, fewer calls
+CHUNK = 2**22  # other devices: values scored at once (whole images)
 
-# %% ../nbs/04_metrics.ipynb #c012
+def _target_runs(ys) -> list:
+    "Runs `(first, stop, shared)` of the images `ys` `[N,C,H,W]`; `shared`: all one image in memory."
+    keys = [(t.data_ptr(), t.stride()) for t in ys]
+    runs, first = [], 0
+    while first < len(keys):
+        stop = first + 1
+        while stop < len(keys) and keys[stop] == keys[first]:
+            stop += 1
+        if stop - first > 1:
+            runs.append((first, stop, True))
+        elif runs and not runs[-1][2]:
+            runs[-1] = (runs[-1][0], stop, False)  # a run of images with their own targets grows
+        else:
+            runs.append((first, stop, False))
+        first = stop
+    return runs
+
+# %% ../nbs/04_metrics.ipynb #c022
+def _bands(xs, halo=0, budget=None) -> list:
+    "The output rows `(r0, r1)` of each band of `xs` `[N,C,H,W]`; it reads input rows `r0 .. r1 + halo`."
+    N, C, H, W = xs.shape
+    rows = H - halo
+    step = max(16, (budget or BAND_VALUES) // (C * W)) if xs.device.type == "cpu" else rows
+    return [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
+
+def _batch_size(xs, rows, budget=None) -> int:
+    "How many images of `xs` `[N,C,H,W]` go into one band of `rows` input rows."
+    budget = (budget or BAND_VALUES) if xs.device.type == "cpu" else CHUNK
+    return max(1, budget // (xs.shape[1] * rows * xs.shape[3]))
+
+# %% ../nbs/04_metrics.ipynb #c024
+_CPU_BUFFERS = threading.local()  # each thread's float64 buffers, kept from call to call
+
+class _Buffers:
+    "Float64 buffers reused from band to band (and, on the CPU, from call to call), one set per thread."
+    def __init__(self, device):
+        self.device = device
+        self.flat = getattr(_CPU_BUFFERS, "flat", None) if device.type == "cpu" else {}
+        if self.flat is None:
+            self.flat = _CPU_BUFFERS.flat = {}
+
+    def get(self, key, shape) -> torch.Tensor:
+        "A float64 tensor of `shape` on the buffer `key` (its contents are overwritten by the next `get`)."
+        n = math.prod(shape)
+        if key not in self.flat or self.flat[key].numel() < n:
+            self.flat[key] = torch.empty(n, dtype=torch.float64, device=self.device)
+        return self.flat[key][:n].view(shape)
+
+def _float64(t, y_channel, out) -> torch.Tensor:
+    "The images `t` copied into the float64 buffer `out` (never `t` itself: it is changed in place), or luma."
+    t = out.copy_(t)
+    return rgb_to_y(t) if y_channel else t
+
+def _band_pairs(xs, ys, halo, y_channel, budget=None):
+    "Yield `(i, j, x, y)`: float64 bands of images `i..j-1` of `xs` and of their targets `ys`."
+    buf = _Buffers(xs.device)
+    for first, stop, shared in _target_runs(ys):
+        for r0, r1 in _bands(xs, halo, budget):
+            rows = slice(r0, r1 + halo)
+            if shared:
+                band = _take(ys, first, first + 1, rows)
+                target = _float64(band, y_channel, buf.get("target", band.shape))
+            per = _batch_size(xs, r1 - r0 + halo, budget)
+            for i in range(first, stop, per):
+                j = min(stop, i + per)
+                if not shared:
+                    band = _take(ys, i, j, rows)
+                    target = _float64(band, y_channel, buf.get("target", band.shape))
+                band = xs[i:j, :, rows]
+                yield i, j, _float64(band, y_channel, buf.get("x", band.shape)), target
+
+# %% ../nbs/04_metrics.ipynb #c027
 def psnr(x, y, y_channel=False, crop=0) -> torch.Tensor:
-    "PSNR in dB of `x` against `y` (`[...,3,H,W]` in [0,1]), one value per image: a tensor of shape `x.shape[:-3]`."
+    "PSNR in dB of `x` against `y` (`[...,3,H,W]` in [0,1]), one value per image: `x.shape[:-3]`."
     xs, ys, lead = _prepare(x, y, crop)
-    mse = torch.cat([a.sub_(b).square_().mean(dim=(-3, -2, -1)) for a, b in _chunks(xs, ys, y_channel)])
+    sse = torch.zeros(len(xs), dtype=torch.float64, device=xs.device)
+    for i, j, a, b in _band_pairs(xs, ys, 0, y_channel, PSNR_BAND_VALUES):
+        sse[i:j] += a.sub_(b).square_().sum(dim=(-3, -2, -1))
+    mse = sse / ((1 if y_channel else 3) * xs.shape[-2] * xs.shape[-1])
     return (10 * torch.log10(1.0 / mse)).reshape(lead)
 
-# %% ../nbs/04_metrics.ipynb #c016
+# %% ../nbs/04_metrics.ipynb #c031
 SSIM_SIGMA, SSIM_TRUNCATE, SSIM_K1, SSIM_K2 = 1.5, 3.5, 0.01, 0.03
 
 def gaussian_window(sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, dtype=torch.float64) -> torch.Tensor:
-    "The 1-D Gaussian window of scipy's `gaussian_filter` (radius `int(truncate * sigma + 0.5)`), normalised to sum 1."
+    "The 1-D window of scipy's `gaussian_filter`: radius `int(truncate * sigma + 0.5)`, sum 1."
     r = int(truncate * sigma + 0.5)
     t = torch.arange(-r, r + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * t**2 / sigma**2)
     return (w / w.sum()).to(dtype)
 
-def _filter_valid_torch(z, w):
-    "Separable 'valid' filtering of the last two axes of `z` with the symmetric 1-D window `w` (in-place sums)."
-    k = len(w); r = k // 2; H, W = z.shape[-2:]; ws = w.tolist()
-    a = z[..., :, r:W - r] * ws[r]
+# %% ../nbs/04_metrics.ipynb #c034
+def _empty(buf, key, shape, like) -> torch.Tensor:
+    "An uninitialised float64 tensor of `shape`: the buffer `key` of `buf` (a `_Buffers`), or new memory."
+    if buf is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf.get(key, shape)
+
+def _filter_valid(z, weights, buf=None, key="") -> torch.Tensor:
+    "Separable 'valid' filtering of the last two axes of `z` with the symmetric 1-D window `weights`."
+    k, r = len(weights), len(weights) // 2
+    H, W = z.shape[-2:]
+    cols = _empty(buf, key + "cols", (*z.shape[:-2], H - 2 * r, W), z)
+    torch.mul(z[..., r:H - r, :], weights[r], out=cols)
     for i in range(r):
-        a.add_(z[..., :, i:W - k + 1 + i], alpha=ws[i]).add_(z[..., :, k - 1 - i:W - i], alpha=ws[i])
-    b = a[..., r:H - r, :] * ws[r]
+        cols.add_(z[..., i:H - k + 1 + i, :], alpha=weights[i])
+        cols.add_(z[..., k - 1 - i:H - i, :], alpha=weights[i])
+    out = _empty(buf, key + "out", (*cols.shape[:-1], W - 2 * r), z)
+    torch.mul(cols[..., r:W - r], weights[r], out=out)
     for i in range(r):
-        b.add_(a[..., i:H - k + 1 + i, :], alpha=ws[i]).add_(a[..., k - 1 - i:H - i, :], alpha=ws[i])
-    return b
+        out.add_(cols[..., i:W - k + 1 + i], alpha=weights[i])
+        out.add_(cols[..., k - 1 - i:W - i], alpha=weights[i])
+    return out
 
-def _filter_valid_scipy(z, w):
-    "The same filtering on the CPU with scipy's `correlate1d` (what scikit-image runs), cropped to the 'valid' part."
-    from scipy.ndimage import correlate1d
-    r = len(w) // 2; wn = w.cpu().numpy()
-    a = correlate1d(z.numpy(), wn, axis=-1, mode="reflect")[..., r:-r]
-    return torch.from_numpy(correlate1d(a, wn, axis=-2, mode="reflect")[..., r:-r, :])
+# %% ../nbs/04_metrics.ipynb #c037
+def _target_maps(y, weights, buf=None) -> tuple:
+    "The target's part of SSIM for float64 bands `y` `[B,C,n,W]`: mean, its square, variance."
+    z = _empty(buf, "target z", (2, *y.shape), y)
+    z[0] = y
+    torch.mul(y, y, out=z[1])
+    uy, uyy = _filter_valid(z, weights, buf, "target ")
+    uy2 = torch.square(uy, out=_empty(buf, "target uy2", uy.shape, uy))
+    return uy, uy2, uyy.sub_(uy2)
 
-def _filter_valid(z, w):
-    "Separable 'valid' Gaussian filtering of the last two axes: scipy on the CPU, shifted sums in torch elsewhere."
-    return _filter_valid_scipy(z, w) if z.device.type == "cpu" else _filter_valid_torch(z, w)
-
-def _ssim_batch(x, y, w):
-    "Mean SSIM of float64 image pairs `[N,C,H,W]`: per-channel means of the 'valid' SSIM map, averaged over channels."
+# %% ../nbs/04_metrics.ipynb #c039
+def _ssim_sums(x, y, weights, target_maps, buf=None) -> torch.Tensor:
+    "Sum over channels and pixels of the 'valid' SSIM map of float64 bands `x` `[B,C,n,W]`, `y`."
     C1, C2 = SSIM_K1**2, SSIM_K2**2
-    z = torch.empty(5, *x.shape, dtype=x.dtype, device=x.device)
-    z[0], z[1] = x, y
-    torch.mul(x, x, out=z[2]); torch.mul(y, y, out=z[3]); torch.mul(x, y, out=z[4])
-    ux, uy, uxx, uyy, uxy = _filter_valid(z, w)
-    del z
-    # S = (2 ux uy + C1)(2 cov + C2) / ((ux^2 + uy^2 + C1)(var_x + var_y + C2)), in place to spare memory passes
-    uxuy = ux * uy
-    ux.square_(); uy.square_()
-    a2 = uxy.sub_(uxuy).mul_(2).add_(C2)
-    b2 = uxx.sub_(ux).add_(uyy.sub_(uy)).add_(C2)
-    b1 = ux.add_(uy).add_(C1)
-    a1 = uxuy.mul_(2).add_(C1)
-    return a1.mul_(a2).div_(b1.mul_(b2)).mean(dim=(-2, -1)).mean(-1)
+    z = _empty(buf, "z", (3, *x.shape), x)
+    z[0] = x
+    torch.mul(x, x, out=z[1])
+    torch.mul(x, y, out=z[2])
+    ux, uxx, uxy = _filter_valid(z, weights, buf)
+    uy, uy2, vy = target_maps
+    uxuy = torch.mul(ux, uy, out=_empty(buf, "uxuy", ux.shape, ux))
+    a2 = uxy.sub_(uxuy).mul_(2).add_(C2)  # 2 cov + C2
+    a1 = uxuy.mul_(2).add_(C1)  # 2 ux uy + C1
+    ux.square_()
+    b2 = uxx.sub_(ux).add_(vy).add_(C2)  # var_x + var_y + C2
+    b1 = ux.add_(uy2).add_(C1)  # ux^2 + uy^2 + C1
+    return a1.mul_(a2).div_(b1.mul_(b2)).sum(dim=(-3, -2, -1))
 
-# %% ../nbs/04_metrics.ipynb #c017
+# %% ../nbs/04_metrics.ipynb #c041
 def ssim(x, y, y_channel=False, crop=0) -> torch.Tensor:
-    "SSIM of `x` against `y` (`[...,3,H,W]` in [0,1]; Gaussian window as scikit-image), a tensor of shape `x.shape[:-3]`."
+    "SSIM of `x` against `y` (`[...,3,H,W]` in [0,1]), as scikit-image computes it: `x.shape[:-3]`."
     xs, ys, lead = _prepare(x, y, crop)
-    w = gaussian_window().to(xs.device); k = len(w)
+    weights = gaussian_window().tolist()
+    k = len(weights)
     if min(xs.shape[-2:]) < k:
-        raise ValueError(f"x: SSIM needs images of at least {k}x{k} pixels (after the crop), got {xs.shape[-1]}x{xs.shape[-2]}")
-    return torch.cat([_ssim_batch(a, b, w) for a, b in _chunks(xs, ys, y_channel)]).reshape(lead)
+        raise ValueError(f"x: SSIM needs images of at least {k}x{k} pixels (after the crop), "
+                         f"got {xs.shape[-1]}x{xs.shape[-2]}")
+    sums = torch.zeros(len(xs), dtype=torch.float64, device=xs.device)
+    target, maps, buf = None, None, _Buffers(xs.device)
+    for i, j, a, b in _band_pairs(xs, ys, k - 1, y_channel):
+        if b is not target:
+            target, maps = b, _target_maps(b, weights, buf)
+        sums[i:j] += _ssim_sums(a, b, weights, maps, buf)
+    values = (1 if y_channel else 3) * (xs.shape[-2] - k + 1) * (xs.shape[-1] - k + 1)
+    return (sums / values).reshape(lead)
 
-# %% ../nbs/04_metrics.ipynb #c021
+# %% ../nbs/04_metrics.ipynb #c047
 _SKIMAGE_SSIM = dict(data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
 
 def skimage_psnr_ssim(x, y, y_channel=False, crop=0):
-    "Reference PSNR and SSIM of one image pair `[3,H,W]` computed by scikit-image (for tests and the benchmark)."
+    "Reference PSNR and SSIM of one image pair `[3,H,W]` by scikit-image (for tests and benchmarks)."
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     from skimage.color import rgb2ycbcr
     a, b = (t.detach().cpu().double().permute(1, 2, 0).numpy() for t in (x, y))
-    if crop: a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
-    if y_channel: a, b = rgb2ycbcr(a)[..., 0] / 255, rgb2ycbcr(b)[..., 0] / 255
+    if crop:
+        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    if y_channel:
+        a, b = rgb2ycbcr(a)[..., 0] / 255, rgb2ycbcr(b)[..., 0] / 255
     kw = {} if y_channel else dict(channel_axis=-1)
-    return (peak_signal_noise_ratio(b, a, data_range=1.0), structural_similarity(a, b, **_SKIMAGE_SSIM, **kw))
+    p = peak_signal_noise_ratio(b, a, data_range=1.0)
+    return p, structural_similarity(a, b, **_SKIMAGE_SSIM, **kw)
 
-# %% ../nbs/04_metrics.ipynb #c026
+# %% ../nbs/04_metrics.ipynb #c054
 class LPIPSUnavailable(RuntimeError):
     "LPIPS cannot be computed: the ImageNet backbone weights are not in torchvision's cache."
 
-LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
-_LPIPS_MODELS = {}
+# %% ../nbs/04_metrics.ipynb #c056
+LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                   "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 def _lpips_net(net):
+    "The backbone name `net` as `lpips` spells it ('vgg16' is 'vgg'); an error for an unknown one."
     net = {"vgg16": "vgg"}.get(net, net)
-    if net not in LPIPS_BACKBONES: raise ValueError(f"net: expected one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"net: expected one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
     return net
 
 def lpips_backbone_path(net="alex") -> Path:
-    "Where torchvision looks for the ImageNet weights of LPIPS backbone `net`: `$TORCH_HOME/hub/checkpoints/<file>`."
+    "Where torchvision looks for the weights of LPIPS backbone `net`: `$TORCH_HOME/hub/checkpoints`."
     return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONES[_lpips_net(net)]
 
+# %% ../nbs/04_metrics.ipynb #c058
+_LPIPS_MODELS = {}
+
 def lpips_model(net="alex", device="cpu"):
-    "The `lpips.LPIPS` model for `net` with its real backbone; `LPIPSUnavailable` if the weights file is missing."
+    "The `lpips.LPIPS` model for `net` with its real backbone; `LPIPSUnavailable` without the weights."
     net, path = _lpips_net(net), lpips_backbone_path(net)
     if not path.is_file():
-        raise LPIPSUnavailable(f"LPIPS ({net}) needs the torchvision ImageNet weights {path.name} in {path.parent} "
-                               f"(torchvision's cache, $TORCH_HOME/hub/checkpoints); copy the file there from "
-                               f"https://download.pytorch.org/models/{path.name}. Nothing is downloaded here, and LPIPS is "
-                               f"not reported from a random backbone.")
+        raise LPIPSUnavailable(
+            f"LPIPS ({net}) needs the torchvision ImageNet weights {path.name} in {path.parent} "
+            f"(torchvision's cache, $TORCH_HOME/hub/checkpoints); copy the file there from "
+            f"https://download.pytorch.org/models/{path.name}. Nothing is downloaded here, "
+            f"and LPIPS is not reported from a random backbone.")
     key = (net, str(path), str(device))
     if key not in _LPIPS_MODELS:
         import lpips
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's deprecation notes about `pretrained=`
-            _LPIPS_MODELS[key] = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False).eval().to(device)
+            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
+        _LPIPS_MODELS[key] = model.eval().to(device)
     return _LPIPS_MODELS[key]
 
-# %% ../nbs/04_metrics.ipynb #c028
+# %% ../nbs/04_metrics.ipynb #c060
 def lpips_distance(x, y, net="alex", batch_size=8) -> torch.Tensor:
     "LPIPS distance of `x` to `y` (`[...,3,H,W]` in [0,1]; lower is closer), shape `x.shape[:-3]`."
     check_pair(x, y)
     model = lpips_model(net, x.device)
-    xs, ys = x.reshape(-1, *x.shape[-3:]).float(), y.reshape(-1, *y.shape[-3:]).float()
+    xs = x.reshape(-1, *x.shape[-3:]).float()
+    ys = y.reshape(-1, *y.shape[-3:]).float()
+    out = []
     with torch.no_grad():
-        out = [model(xs[i:i + batch_size], ys[i:i + batch_size], normalize=True).flatten() for i in range(0, len(xs), batch_size)]
+        for i in range(0, len(xs), batch_size):
+            out.append(model(xs[i:i + batch_size], ys[i:i + batch_size], normalize=True).flatten())
     return (torch.cat(out) if out else x.new_zeros(0)).double().reshape(x.shape[:-3])
 
-# %% ../nbs/04_metrics.ipynb #c034
+# %% ../nbs/04_metrics.ipynb #c066
+def _shape_of(t) -> str:
+    "The shape of `t` for an error message, or its type when it has none."
+    return str(list(t.shape)) if hasattr(t, "shape") else type(t).__name__
+
 def image_metrics(x, y, lpips=True, net="alex", y_channel=False, crop=0) -> dict:
-    "PSNR, SSIM and LPIPS of one image `x` `[3,H,W]` against `y`; LPIPS NaN (with `lpips_note`) when unavailable."
-    if not isinstance(x, torch.Tensor) or x.ndim != 3: raise ValueError(f"x: expected an image [3,H,W], got {getattr(x, 'shape', type(x).__name__)}")
+    "PSNR, SSIM and LPIPS of one image `x` `[3,H,W]` against `y`; LPIPS NaN, with a note, if unavailable."
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        raise ValueError(f"x: expected an image [3,H,W], got {_shape_of(x)}")
     res = dict(psnr=psnr(x, y, y_channel, crop).item(), ssim=ssim(x, y, y_channel, crop).item(),
-               lpips=float("nan"), lpips_available=False, lpips_note="LPIPS not computed (lpips=False)")
+               lpips=math.nan, lpips_available=False, lpips_note="LPIPS not computed (lpips=False)")
     if lpips:
-        try: res.update(lpips=lpips_distance(x, y, net=net).item(), lpips_available=True, lpips_note=None)
-        except LPIPSUnavailable as e: res["lpips_note"] = f"LPIPS not available: {e}"
+        try:
+            d = lpips_distance(x, y, net=net).item()
+            res.update(lpips=d, lpips_available=True, lpips_note=None)
+        except LPIPSUnavailable as e:
+            res["lpips_note"] = f"LPIPS not available: {e}"
     return res
 
-# %% ../nbs/04_metrics.ipynb #c037
+# %% ../nbs/04_metrics.ipynb #c069
+METRICS = ("psnr", "ssim", "lpips")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 
 def trajectory_summary(values, higher_is_better=True) -> dict:
-    "Summaries of one metric's per-frame `values`: first, final, gain, monotonicity, frame_90, auc (see the table)."
+    "Summaries of one metric's per-frame `values`: first, final, gain, monotonicity, frame_90, auc."
     v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or len(v) == 0: raise ValueError(f"values: expected a non-empty 1-D sequence, got shape {v.shape}")
-    nan = dict(first=float("nan"), final=float("nan"), gain=float("nan"), monotonicity=float("nan"), frame_90=None, auc=float("nan"))
-    if not np.isfinite(v).all(): return nan
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"values: expected a non-empty 1-D sequence, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        nan = math.nan
+        return dict(first=nan, final=nan, gain=nan, monotonicity=nan, frame_90=None, auc=nan)
     s = 1.0 if higher_is_better else -1.0
     better = s * (v - v[0])
     gain = float(better[-1])
     steps = s * np.diff(v)
     frame_90 = int(np.argmax(better >= 0.9 * gain)) if gain > 0 else None
     auc = float((v[1:] + v[:-1]).sum() / 2 / (len(v) - 1)) if len(v) > 1 else float(v[0])
-    return dict(first=float(v[0]), final=float(v[-1]), gain=gain,
-                monotonicity=float((steps > 0).mean()) if len(steps) else float("nan"), frame_90=frame_90, auc=auc)
+    monotonicity = float((steps > 0).mean()) if len(steps) else math.nan
+    return dict(first=float(v[0]), final=float(v[-1]), gain=gain, monotonicity=monotonicity,
+                frame_90=frame_90, auc=auc)
 
-# %% ../nbs/04_metrics.ipynb #c041
-def trajectory_metrics(frames, target, lpips=True, net="alex", y_channel=False, crop=0, psnr_cap=100.0) -> dict:
-    "Per-frame PSNR/SSIM/LPIPS of a trajectory `[T,3,H,W]` against `target` `[3,H,W]`, with `trajectory_summary` of each."
+# %% ../nbs/04_metrics.ipynb #c073
+def _check_trajectory(frames, target):
+    "Raise an error naming the argument unless `frames` is `[T,3,H,W]` and `target` a frame's shape."
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4:
-        raise ValueError(f"frames: expected a tensor [T,3,H,W], got {getattr(frames, 'shape', type(frames).__name__)}")
+        raise ValueError(f"frames: expected a tensor [T,3,H,W], got {_shape_of(frames)}")
     if not isinstance(target, torch.Tensor) or target.ndim != 3:
-        raise ValueError(f"target: expected a tensor [3,H,W], got {getattr(target, 'shape', type(target).__name__)}")
+        raise ValueError(f"target: expected a tensor [3,H,W], got {_shape_of(target)}")
     if target.shape != frames.shape[1:]:
-        raise ValueError(f"target: shape {list(target.shape)} differs from a frame's {list(frames.shape[1:])} (nothing is resized)")
+        raise ValueError(f"target: shape {list(target.shape)} differs from a frame's "
+                         f"{list(frames.shape[1:])} (nothing is resized)")
     _check_one(target, "target")
+
+def trajectory_metrics(frames, target, lpips=True, net="alex", y_channel=False, crop=0,
+                       psnr_cap=100.0) -> dict:
+    "Per-frame PSNR/SSIM/LPIPS of a trajectory `[T,3,H,W]` against `target` `[3,H,W]`, and summaries."
+    _check_trajectory(frames, target)
     tgt = target.expand_as(frames)
     p = psnr(frames, tgt, y_channel, crop)
-    if psnr_cap is not None: p = p.clamp(max=psnr_cap)
-    res = dict(frames=len(frames), psnr=p.tolist(), ssim=ssim(frames, tgt, y_channel, crop).tolist())
-    res.update(lpips=[float("nan")] * len(frames), lpips_available=False, lpips_note="LPIPS not computed (lpips=False)")
+    if psnr_cap is not None:
+        p = p.clamp(max=psnr_cap)
+    s = ssim(frames, tgt, y_channel, crop)
+    res = dict(frames=len(frames), psnr=p.tolist(), ssim=s.tolist(), lpips=[math.nan] * len(frames),
+               lpips_available=False, lpips_note="LPIPS not computed (lpips=False)")
     if lpips:
-        try: res.update(lpips=lpips_distance(frames, tgt, net=net).tolist(), lpips_available=True, lpips_note=None)
-        except LPIPSUnavailable as e: res["lpips_note"] = f"LPIPS not available: {e}"
-    res["summary"] = {m: trajectory_summary(res[m], HIGHER_IS_BETTER[m]) for m in ("psnr", "ssim", "lpips")}
+        try:
+            d = lpips_distance(frames, tgt, net=net).tolist()
+            res.update(lpips=d, lpips_available=True, lpips_note=None)
+        except LPIPSUnavailable as e:
+            res["lpips_note"] = f"LPIPS not available: {e}"
+    res["summary"] = {m: trajectory_summary(res[m], HIGHER_IS_BETTER[m]) for m in METRICS}
     return res
 
-# %% ../nbs/04_metrics.ipynb #c045
+# %% ../nbs/04_metrics.ipynb #c077
 GROUP_KEYS = ("method", "task", "strength", "prompt_type")
-METRICS = ("psnr", "ssim", "lpips")
 
-def _group_keys(records, by):
-    if not records: raise ValueError("records: expected at least one trajectory record")
+def _group_keys(records, by) -> list:
+    "The fields to group `records` by: `by`, or those of `GROUP_KEYS` present; every record needs them."
+    if not records:
+        raise ValueError("records: expected at least one trajectory record")
     keys = [k for k in GROUP_KEYS if any(k in r for r in records)] if by is None else list(by)
     for k in keys:
-        if not all(k in r for r in records): raise ValueError(f"records: some records have no {k!r} field")
+        if not all(k in r for r in records):
+            raise ValueError(f"records: some records have no {k!r} field")
     return keys
 
+# %% ../nbs/04_metrics.ipynb #c080
 def aggregate_trajectories(records, by=None):
-    "Per-frame mean/std/n of each metric over `records`, grouped `by` (default: the fields of GROUP_KEYS present)."
+    "Per-frame mean/std/n of each metric over `records`, grouped `by` (default: `_group_keys`)."
     import pandas as pd
     keys = _group_keys(records, by)
     rows = [dict({k: r[k] for k in keys}, metric=m, frame=t, value=v)
             for r in records for m in METRICS for t, v in enumerate(r[m])]
-    df = pd.DataFrame(rows)
-    out = df.groupby(keys + ["metric", "frame"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    return out.rename(columns={"count": "n"})
+    table = pd.DataFrame(rows).groupby(keys + ["metric", "frame"], sort=False)["value"]
+    return table.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
+
+# %% ../nbs/04_metrics.ipynb #c083
+SUMMARY_FIELDS = ("first", "final", "gain", "monotonicity", "frame_90", "auc")
 
 def summarize_trajectories(records, by=None):
-    "Mean of each curve summary (final, gain, monotonicity, frame_90, auc) per group and metric, with n."
+    "Mean of each curve summary (`SUMMARY_FIELDS`) per group and metric, with n."
     import pandas as pd
     keys = _group_keys(records, by)
-    rows = [dict({k: r[k] for k in keys}, metric=m, **{s: (np.nan if v is None else v) for s, v in r["summary"][m].items()})
-            for r in records for m in METRICS]
-    df = pd.DataFrame(rows)
-    g = df.groupby(keys + ["metric"], sort=False)
-    return g[["first", "final", "gain", "monotonicity", "frame_90", "auc"]].mean().join(g.size().rename("n")).reset_index()
+    rows = []
+    for r in records:
+        for m in METRICS:
+            summary = {s: (np.nan if v is None else v) for s, v in r["summary"][m].items()}
+            rows.append(dict({k: r[k] for k in keys}, metric=m, **summary))
+    groups = pd.DataFrame(rows).groupby(keys + ["metric"], sort=False)
+    return groups[list(SUMMARY_FIELDS)].mean().join(groups.size().rename("n")).reset_index()
 
+# %% ../nbs/04_metrics.ipynb #c085
 def save_table(df, path):
     "Write a DataFrame atomically as CSV (`.csv`) or JSON records (`.json`), chosen by the suffix."
     path = Path(path)
-    if path.suffix not in (".csv", ".json"): raise ValueError(f"{path}: expected a .csv or .json file name")
+    if path.suffix not in (".csv", ".json"):
+        raise ValueError(f"{path}: expected a .csv or .json file name")
     with atomic_path(path) as tmp:
-        if path.suffix == ".csv": df.to_csv(tmp, index=False)
-        else: df.to_json(tmp, orient="records", indent=2)
+        if path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", indent=2)
     return path

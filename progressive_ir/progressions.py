@@ -176,7 +176,8 @@ def clean_target8(img, size=(1360, 768)) -> np.ndarray:
     if up > MAX_UPSCALE:
         raise ValueError(f"img: {img.shape[-1]}x{img.shape[-2]} is smaller than a quarter of size {W}x{H} "
                          f"(it would need upscaling by {up:.1f} > {MAX_UPSCALE:g}); use a larger image or a smaller size")
-    u = torch.from_numpy(to_uint8_hwc(img)).permute(2, 0, 1)  # an [H,W,3] array seen as [3,H,W]: the 8-bit resize
+    from progressive_ir.degradations import frames_to_uint8  # to_uint8_hwc's numbers, without its temporaries
+    u = torch.from_numpy(frames_to_uint8(img[None])[0]).permute(2, 0, 1)  # [H,W,3] seen as [3,H,W]: 8-bit resize
     return np.ascontiguousarray(resize_center_crop(u, (W, H)).permute(1, 2, 0).numpy())
 
 # %% ../nbs/06_progressions.ipynb #c110
@@ -193,14 +194,14 @@ def _degrade_uint8(task, clean8, params, seed, out):
         motion_blur8(clean8, [p["length"] for p in params], [p["angle"] for p in params], out=out)
     elif task == "lowlight":  # frame i draws its noise from (seed, i), as in a direct call of `low_light`
         for i, p in enumerate(params):
-            out[i] = low_light8(clean8, p["exposure"], p["gamma"], p["rolloff"], p["wb_gains"], p["shot_noise"], p["read_noise"],
-                                rng=frame_rng(seed, i, "low_light8"))
-    elif task == "crf":  # one ffmpeg round trip per frame, run side by side (the work is in the ffmpeg processes)
+            low_light8(clean8, p["exposure"], p["gamma"], p["rolloff"], p["wb_gains"], p["shot_noise"], p["read_noise"],
+                       rng=frame_rng(seed, i, "low_light8"), out=out[i])
+    elif task == "crf":  # one 8-bit ffmpeg round trip per frame, run side by side (the work is in ffmpeg)
         from concurrent.futures import ThreadPoolExecutor
-        clean = from_uint8_hwc(clean8[None])
-        encode = lambda p: crf_compress(clean, crf=p["crf"], codec=p["codec"], preset=p["preset"])
+        encode = lambda p: crf_compress(clean8[None], crf=p["crf"], codec=p["codec"], preset=p["preset"])
         with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool:
-            for i, y in enumerate(pool.map(encode, params)): out[i] = to_uint8_hwc(y[0])
+            for i, y in enumerate(pool.map(encode, params)):
+                out[i] = y[0]
     else: check_task(task)
     return out
 
