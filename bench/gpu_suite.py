@@ -51,7 +51,7 @@ PROMPTIR_TRAIN = dict(recipes=["full_fp32", "paper_lightweight_fp16", "ours_ckpt
                       frame_recipes=["paper_lightweight_fp16", "ours_ckpt_frozen_bf16"], warmup=2, steps=5, tiny=False,
                       anchors_gib=dict(official_full_fp32=25.7, official_paper_recipe=8.6,
                                        official_paper_recipe_720p_frame=57.9))
-METRICS = dict(frames=9, width=1360, height=768, repeats=3, cpu_repeats=1, skimage_repeats=1)
+METRICS = dict(frames=9, width=1360, height=768, repeats=3, cpu_repeats=1)
 COGVIDEO = dict(preset="full-random", width=1360, height=768, frames=9, rank=128, alpha=64, warmup=1, repeats=3,
                 gradient_checkpointing=True, scheduler="dpm", guidance=6.0, sample_steps=[2, 6], extrapolate_to=50,
                 decode_tiling=[False, True],
@@ -71,7 +71,7 @@ PARTS = {
                            tiny=dict(recipes=["full_fp32"], frame_recipes=["ours_ckpt_frozen_bf16"], warmup=0,
                                      steps=1, tiny=True)),
     "metrics": dict(budget_s=35, modules=("torch", "skimage"), settings=METRICS,
-                    tiny=dict(frames=3, width=64, height=48, repeats=1)),
+                    tiny=dict(frames=3, width=64, height=48, repeats=1, cpu_repeats=1)),
     "cogvideo": dict(budget_s=120, modules=("torch", "diffusers", "peft", "transformers", "accelerate"),
                      settings=COGVIDEO,
                      tiny=dict(preset="tiny", width=64, height=48, rank=4, alpha=4, warmup=1, repeats=1,
@@ -283,18 +283,25 @@ def part_promptir_train(s: dict, ctx) -> dict:
 def part_metrics(s: dict, ctx) -> dict:
     "Batched PSNR/SSIM throughput on the device and on the CPU path, through bench/metrics_speed.py."
     ms = _bench_module("metrics_speed")
+    key = f"{s['frames']}x3x{s['height']}x{s['width']}"
     runs = {}
     for dev in dict.fromkeys([ctx.device, "cpu"]):
         raw_path = ctx.scratch / f"metrics_speed_{dev.replace(':', '')}.json"
-        repeats = s["repeats"] if dev == ctx.device else s["cpu_repeats"]
-        argv = ["--device", dev, "--frames", str(s["frames"]), "--width", str(s["width"]), "--height", str(s["height"]),
-                "--repeats", str(repeats), "--skimage-repeats", str(s["skimage_repeats"]), "--out", str(raw_path)]
+        rounds = s["repeats"] if dev == ctx.device else s["cpu_repeats"]
+        argv = ["--device", dev, "--frames", str(s["frames"]), "--sizes", f"{s['width']}x{s['height']}",
+                "--rounds", str(rounds), "--crf-frames", "1", "--crf-size", "64x48", "--preset", "ultrafast",
+                "--out", str(raw_path)]
         ms.main(argv)
         raw = json.loads(raw_path.read_text())
-        runs[dev] = dict(script_command="python bench/metrics_speed.py " + " ".join(argv), results=raw["results"])
+        runs[dev] = dict(script_command="python bench/metrics_speed.py " + " ".join(argv),
+                         psnr=raw["psnr"][key], ssim=raw["ssim"][key], checks=raw["checks"])
         ctx.record(runs=runs)
-    fps = {dev: {m: r["results"][m]["ours_frames_per_s"] for m in ("psnr", "ssim")} for dev, r in runs.items()}
-    skimage = {m: runs["cpu"]["results"][m]["skimage_frames_per_s"] for m in ("psnr", "ssim")}
+
+    def per_s(dev, metric, case):
+        return round(s["frames"] / runs[dev][metric]["cases"][case]["wall_s"], 2)
+
+    fps = {dev: {m: per_s(dev, m, "ours_batched") for m in ("psnr", "ssim")} for dev in runs}
+    skimage = {m: per_s("cpu", m, "skimage_loop") for m in ("psnr", "ssim")}
     speedup = {m: round(fps[ctx.device][m] / fps["cpu"][m], 2) for m in ("psnr", "ssim")}
     headline = (f"SSIM {fps[ctx.device]['ssim']} frames/s on {ctx.device} vs {fps['cpu']['ssim']} on the CPU path "
                 f"vs {skimage['ssim']} scikit-image")
