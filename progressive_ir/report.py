@@ -17,7 +17,7 @@ from .metrics import HIGHER_IS_BETTER, psnr
 
 # %% auto #0
 __all__ = ['PNG_DPI', 'METRIC_LABELS', 'ReportFigure', 'save_figure', 'plot_metric_curves', 'frame_strip', 'crop_grid',
-           'markdown_table']
+           'plot_training_curves', 'markdown_table']
 
 # %% ../nbs/08_report.ipynb #c006
 PNG_DPI = 110  # resolution of the PNGs written and displayed
@@ -211,6 +211,39 @@ def crop_grid(images: dict, box=None, reference="clean", path=None, title=None, 
     for ax in axes[n:]:
         ax.set_visible(False)
     if title: fig.suptitle(title)
+    return _finish(fig, path)
+
+# %% ../nbs/08_report.ipynb #bd5be255
+def _per_epoch(rows, metric: str) -> tuple:
+    "From `train.fit` history rows: (epochs, mean training loss) and (epochs, `metric` of the evaluations)."
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    train = df[df["kind"] == "train"].dropna(subset=["loss"]) if "loss" in df else df.iloc[:0]
+    loss = train.groupby("epoch")["loss"].mean()
+    evals = df[(df["kind"] == "eval")].dropna(subset=[metric]) if metric in df else df.iloc[:0]
+    return (loss.index.to_numpy() + 1, loss.to_numpy()), (evals["epoch"].to_numpy(), evals[metric].to_numpy())
+
+def plot_training_curves(histories: dict, references: dict | None = None, metric: str = "val_psnr", path=None,
+                         title=None) -> Figure:
+    "Training loss and `metric` per epoch of each run (name -> history rows), with `references` lines on `metric`."
+    if not histories:
+        raise ValueError("histories: expected at least one run (name -> history rows)")
+    fig = ReportFigure(figsize=(9, 3.2))
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    for name, rows in histories.items():
+        (ex, loss), (em, values) = _per_epoch(rows, metric)
+        ax_loss.plot(ex, loss, marker="o", ms=3, label=name)
+        ax_metric.plot(em, values, marker="o", ms=3, label=name)
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax_metric.axhline(value, color=f"C{len(histories) + k}", ls="--", lw=1, label=f"{name} ({value:.2f})")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_ylabel(METRIC_LABELS.get(metric.removeprefix("val_"), metric))
+    ax_metric.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return _finish(fig, path)
 
 # %% ../nbs/08_report.ipynb #c038
