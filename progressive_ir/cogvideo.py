@@ -24,9 +24,9 @@ from progressive_ir.core import (
 
 # %% auto #0
 __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COGVIDEOX_SCHEDULER', 'TINY_TRANSFORMER', 'TINY_VAE',
-           'TINY_T5', 'PRESETS', 'TINY_WORDS', 'SAMPLERS', 'LORA_TARGETS', 'LORA_WEIGHTS', 'LORA_RECORD',
-           'CACHE_RECORD', 'OBJECTIVES', 'TRUE_ROUND_TRIP', 'OVERFIT_SIZE', 'OVERFIT_LORA', 'OVERFIT_TRAIN',
-           'tiny_tokenizer', 'build_random_pipeline', 'set_sampler', 'set_memory_options', 'load_vae',
+           'TINY_T5', 'SMALL_TRANSFORMER', 'PRESETS', 'TINY_WORDS', 'SAMPLERS', 'LORA_TARGETS', 'LORA_WEIGHTS',
+           'LORA_RECORD', 'CACHE_RECORD', 'OBJECTIVES', 'TRUE_ROUND_TRIP', 'OVERFIT_SIZE', 'OVERFIT_LORA',
+           'OVERFIT_TRAIN', 'tiny_tokenizer', 'build_random_pipeline', 'set_sampler', 'set_memory_options', 'load_vae',
            'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'add_lora', 'count_trainable',
            'save_lora', 'read_lora_record', 'load_lora', 'remove_lora', 'latent_frames', 'check_size',
            'pad_latent_frames', 'rotary_embeddings', 'image_latent_scale', 'encode_video', 'sample_generators',
@@ -128,8 +128,12 @@ TINY_T5 = dict(
     relative_attention_max_distance=32,
 )
 
+# the cpu profile's: the tiny VAE and text encoder, a transformer 4 times as wide (4 heads x 32)
+SMALL_TRANSFORMER = {**TINY_TRANSFORMER, **dict(num_attention_heads=4, attention_head_dim=32)}
+
 PRESETS = {
     "tiny": (TINY_TRANSFORMER, TINY_VAE),
+    "small": (SMALL_TRANSFORMER, TINY_VAE),
     "full-random": (COGVIDEOX15_TRANSFORMER, COGVIDEOX15_VAE),
 }
 
