@@ -30,12 +30,12 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'add_lora', 'count_trainable',
            'save_lora', 'read_lora_record', 'load_lora', 'remove_lora', 'latent_frames', 'check_size',
            'pad_latent_frames', 'rotary_embeddings', 'image_latent_scale', 'encode_video', 'sample_generators',
-           'per_sample_randn', 'sample_latents', 'encode_image_condition', 'encode_prompts', 'vae_round_trip',
-           'make_vae_step', 'save_vae', 'sample_dir', 'data_fingerprint', 'encoder_fingerprints', 'build_latent_cache',
+           'per_sample_randn', 'sample_latents', 'encode_image_condition', 'vae_round_trip', 'make_vae_step',
+           'save_vae', 'sample_dir', 'data_fingerprint', 'encoder_fingerprints', 'build_latent_cache',
            'merge_latent_cache', 'LatentDataset', 'cache_main', 'main', 'x0_from_v', 'weighted_x0_loss',
-           'clean_latents', 'image_condition', 'condition_latents', 'noisy_latents', 'predict', 'diffusion_loss',
+           'image_condition', 'clean_latents', 'condition_latents', 'noisy_latents', 'predict', 'diffusion_loss',
            'make_lora_step', 'prepare_lora_training', 'restore_trajectory', 'restore_dataset', 'make_eval_fn',
-           'round_trip_curves', 'aggregate_curves', 'plot_round_trip_curves', 'memorisation_scores', 'check_memorised',
+           'round_trip_curves', 'aggregate_curves', 'plot_round_trip_curves', 'check_memorised', 'memorisation_scores',
            'overfit_items', 'overfit_check', 'evaluate_baselines_on', 'last_frame_table', 'BlurPairs',
            'reloblur_dataset', 'synthetic_blur_dataset', 'blur_pairs', 'trained_run', 'run_label']
 
@@ -668,7 +668,7 @@ def load_lora(pipe, path, adapter_name="restore"):
         raise
     return pipe
 
-
+# %% ../nbs/10_cogvideo.ipynb #c056
 def remove_lora(transformer):
     "Delete every LoRA adapter of `transformer`: back to the base model (e.g. between two runs)."
     names = list(getattr(_unwrap(transformer), "peft_config", None) or {})
@@ -676,7 +676,7 @@ def remove_lora(transformer):
         _unwrap(transformer).delete_adapters(names)
     return transformer
 
-# %% ../nbs/10_cogvideo.ipynb #c058
+# %% ../nbs/10_cogvideo.ipynb #c061
 def latent_frames(frames, temporal_compression=4) -> int:
     "Number of latent frames of a video of `frames` frames (8k + 1 for CogVideoX's VAE)."
     if frames < 1 or (frames - 1) % (2 * temporal_compression):
@@ -687,7 +687,7 @@ def latent_frames(frames, temporal_compression=4) -> int:
         )
     return (frames - 1) // temporal_compression + 1
 
-# %% ../nbs/10_cogvideo.ipynb #c060
+# %% ../nbs/10_cogvideo.ipynb #c063
 def check_size(width, height, pipe, name="image"):
     "A `ValueError` unless `width` x `height` fit the VAE and patch grid (multiples of 16)."
     m = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size
@@ -697,7 +697,7 @@ def check_size(width, height, pipe, name="image"):
             f"{height}; pass size=(w, h) with multiples of {m} (e.g. 1360 x 768)"
         )
 
-# %% ../nbs/10_cogvideo.ipynb #c062
+# %% ../nbs/10_cogvideo.ipynb #c065
 def pad_latent_frames(latents, patch_size_t):
     "Prepend copies of the first latent frame to `[B,F,C,h,w]` until F divides by `patch_size_t`."
     if not patch_size_t or latents.shape[1] % patch_size_t == 0:
@@ -705,7 +705,7 @@ def pad_latent_frames(latents, patch_size_t):
     n = patch_size_t - latents.shape[1] % patch_size_t
     return torch.cat([latents[:, :1].expand(-1, n, -1, -1, -1), latents], dim=1)
 
-# %% ../nbs/10_cogvideo.ipynb #c065
+# %% ../nbs/10_cogvideo.ipynb #c068
 def rotary_embeddings(pipe, num_latent_frames, height, width, device):
     "The pipeline's rotary (cos, sin) embeddings for `num_latent_frames` at `height` x `width`."
     if not pipe.transformer.config.use_rotary_positional_embeddings:
@@ -714,7 +714,7 @@ def rotary_embeddings(pipe, num_latent_frames, height, width, device):
         height, width, num_latent_frames, torch.device(device)
     )
 
-# %% ../nbs/10_cogvideo.ipynb #c068
+# %% ../nbs/10_cogvideo.ipynb #c071
 def _to_vae(frames, vae):
     "`[T,3,H,W]` or `[B,T,3,H,W]` in [0,1] -> `[B,3,T,H,W]` in [-1,1], on the VAE's device/dtype."
     x = frames if frames.ndim == 5 else frames[None]
@@ -739,7 +739,7 @@ def encode_video(vae, frames):
     dist = vae.encode(_to_vae(frames, vae)).latent_dist
     return dist.mean[0], dist.logvar[0]
 
-# %% ../nbs/10_cogvideo.ipynb #c071
+# %% ../nbs/10_cogvideo.ipynb #c074
 def sample_generators(ids, seed) -> list:
     "One CPU generator per sample, seeded by `seed`, the sample's id and its repeat in the batch."
     seen, gens = {}, []
@@ -757,7 +757,7 @@ def per_sample_randn(generators, shape, device="cpu") -> torch.Tensor:
     "`[B,*shape]` standard normal noise, row b drawn from `generators[b]`."
     return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators]).to(device)
 
-# %% ../nbs/10_cogvideo.ipynb #c074
+# %% ../nbs/10_cogvideo.ipynb #c077
 def sample_latents(mean, logvar, generators=None):
     "Draw a latent from the VAE posterior `(mean, logvar)` (per sample from `generators` if given)."
     std = torch.exp(0.5 * logvar.clamp(-30, 20))
@@ -787,20 +787,7 @@ def encode_image_condition(vae, images, noise=(-3.0, 0.5), generators=None):
     lat = sample_latents(dist.mean, dist.logvar, generators) * image_latent_scale(vae)
     return lat.permute(0, 2, 1, 3, 4)
 
-
-@torch.no_grad()
-def encode_prompts(pipe, prompts, device=None):
-    "T5 embeddings `[N,L,D]` of `prompts`, as the pipeline makes them (L: the text length)."
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    emb, _ = pipe.encode_prompt(
-        prompts,
-        do_classifier_free_guidance=False,
-        device=device or pipe._execution_device,
-        max_sequence_length=pipe.transformer.config.max_text_seq_length,
-    )
-    return emb
-
-# %% ../nbs/10_cogvideo.ipynb #c077
+# %% ../nbs/10_cogvideo.ipynb #c083
 @torch.no_grad()
 def vae_round_trip(pipe, frames) -> torch.Tensor:
     "`[T,3,H,W]` frames (or a `[3,H,W]` image) encoded to the posterior mean and decoded again."
@@ -811,7 +798,7 @@ def vae_round_trip(pipe, frames) -> torch.Tensor:
     out = _from_vae(pipe.vae.decode(mean[None]).sample)[0]
     return out[0] if single else out
 
-# %% ../nbs/10_cogvideo.ipynb #c080
+# %% ../nbs/10_cogvideo.ipynb #c086
 def _random_crop(x, crop):
     "The same random `crop` x `crop` window of every frame of `[B,T,3,H,W]` (global generator)."
     H, W = x.shape[-2:]
@@ -838,14 +825,14 @@ def make_vae_step(kl_weight=1e-4, crop=None):
 
     return step_fn
 
-
+# %% ../nbs/10_cogvideo.ipynb #c088
 def save_vae(vae, path) -> Path:
     "Write `vae` as a diffusers folder (`config.json` + safetensors), atomically."
     with atomic_dir(path) as tmp:
         _unwrap(vae).save_pretrained(str(tmp), safe_serialization=True)
     return Path(path)
 
-# %% ../nbs/10_cogvideo.ipynb #c085
+# %% ../nbs/10_cogvideo.ipynb #c093
 def _prompt_key(prompt) -> str:
     "The file stem of a prompt's cached embedding."
     return hashlib.sha1(prompt.encode()).hexdigest()[:16]
@@ -878,7 +865,7 @@ def _save_tensors(tensors, path, metadata=None):
         )
     return path
 
-# %% ../nbs/10_cogvideo.ipynb #c087
+# %% ../nbs/10_cogvideo.ipynb #c095
 def _sha1(obj) -> str:
     "A short hash of a JSON-able object."
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -936,7 +923,7 @@ def _differences(old: dict, new: dict) -> list:
         if old.get(k) != new.get(k)
     ]
 
-# %% ../nbs/10_cogvideo.ipynb #c089
+# %% ../nbs/10_cogvideo.ipynb #c097
 CACHE_RECORD = "cache.json"
 
 
@@ -968,7 +955,7 @@ def _open_cache(pipe, cache_dir) -> Path:
         )
     return cache_dir
 
-# %% ../nbs/10_cogvideo.ipynb #c092
+# %% ../nbs/10_cogvideo.ipynb #c100
 def _cache_prompt(pipe, cache_dir, prompt):
     "Encode `prompt` into the cache (once); return its file name."
     name = f"text/{_prompt_key(prompt)}.safetensors"
@@ -1023,7 +1010,7 @@ def _reuse_index(cache_dir, stem, fingerprint) -> bool:
         )
     return True
 
-# %% ../nbs/10_cogvideo.ipynb #c093
+# %% ../nbs/10_cogvideo.ipynb #c101
 def _check_shard(shard):
     "`shard` as a valid `(index, count)` tuple, or `None`."
     if shard is None:
@@ -1063,7 +1050,7 @@ def build_latent_cache(
     write_json(dict(data=fingerprint, shard=shard, rows=len(rows)), cache_dir / f"{stem}.json")
     return write_text("".join(json.dumps(r) + "\n" for r in rows), cache_dir / f"{stem}.jsonl")
 
-# %% ../nbs/10_cogvideo.ipynb #c094
+# %% ../nbs/10_cogvideo.ipynb #c102
 def merge_latent_cache(cache_dir, name, count) -> Path:
     "Join the `count` shard indexes of `name` into `<name>.jsonl` (dataset order); remove them."
     cache_dir = Path(cache_dir)
@@ -1094,7 +1081,7 @@ def merge_latent_cache(cache_dir, name, count) -> Path:
         (cache_dir / f"{s}.json").unlink()
     return index
 
-# %% ../nbs/10_cogvideo.ipynb #c096
+# %% ../nbs/10_cogvideo.ipynb #c104
 class LatentDataset(torch.utils.data.Dataset):
     "Cached latents, images and prompt embeddings of the index `<name>.jsonl` in `cache_dir`."
 
@@ -1139,7 +1126,7 @@ class LatentDataset(torch.utils.data.Dataset):
     def __repr__(self):
         return f"LatentDataset({str(self.cache_dir)!r}, {self.name!r}, {len(self)} videos)"
 
-# %% ../nbs/10_cogvideo.ipynb #c103
+# %% ../nbs/10_cogvideo.ipynb #c111
 def _cache_parser():
     "The command line of `python -m progressive_ir.cogvideo cache`."
     import argparse
@@ -1188,7 +1175,7 @@ def _parse_shard(text):
         raise ValueError(f"--shard: expected I/N (e.g. 0/4), got {text!r}") from None
     return _check_shard((i, n))
 
-# %% ../nbs/10_cogvideo.ipynb #c105
+# %% ../nbs/10_cogvideo.ipynb #c113
 def cache_main(argv=None) -> Path:
     "Run `python -m progressive_ir.cogvideo cache` with `argv` (see `_cache_parser`)."
     from progressive_ir.progressions import ProgressionVideoDataset
@@ -1236,7 +1223,7 @@ if (
 ):
     main()
 
-# %% ../nbs/10_cogvideo.ipynb #c109
+# %% ../nbs/10_cogvideo.ipynb #c117
 def _per_sample(a, like):
     "Reshape a per-sample vector to broadcast against `like`."
     return a.reshape(-1, *([1] * (like.ndim - 1)))
@@ -1253,14 +1240,7 @@ def weighted_x0_loss(alphas_cumprod, x0_hat, x0, t):
     w = 1 / (1 - alphas_cumprod.to(x0.device)[t].float())
     return (w * ((x0_hat.float() - x0.float()) ** 2).flatten(1).mean(1)).mean()
 
-# %% ../nbs/10_cogvideo.ipynb #c111
-def clean_latents(batch, scaling_factor, patch_size_t, generators, sample_posterior=True):
-    "Phase 1: video latents `[B,F,C,h,w]`: a posterior draw (or mean), scaled, padded in front."
-    mean = batch["mean"].float()
-    x0 = sample_latents(mean, batch["logvar"].float(), generators) if sample_posterior else mean
-    return pad_latent_frames((x0 * scaling_factor).permute(0, 2, 1, 3, 4), patch_size_t)
-
-
+# %% ../nbs/10_cogvideo.ipynb #c119
 def image_condition(image_latents, num_frames, dropout=0.0, generators=None):
     "Zero-pad image latents `[B,1,C,h,w]` to `num_frames`; zero whole samples w.p. `dropout`."
     pad = image_latents.new_zeros(image_latents.shape[0], num_frames - 1, *image_latents.shape[2:])
@@ -1274,13 +1254,20 @@ def image_condition(image_latents, num_frames, dropout=0.0, generators=None):
         cond = cond * keep[:, None, None, None, None]
     return cond
 
+# %% ../nbs/10_cogvideo.ipynb #c121
+def clean_latents(batch, scaling_factor, patch_size_t, generators, sample_posterior=True):
+    "Phase 1: video latents `[B,F,C,h,w]`: a posterior draw (or mean), scaled, padded in front."
+    mean = batch["mean"].float()
+    x0 = sample_latents(mean, batch["logvar"].float(), generators) if sample_posterior else mean
+    return pad_latent_frames((x0 * scaling_factor).permute(0, 2, 1, 3, 4), patch_size_t)
+
 
 def condition_latents(vae, images, num_frames, generators, noise=(-3.0, 0.5), dropout=0.0):
     "Phase 2: the image condition `[B,F,C,h,w]`: noised first frame, encoded, padded, dropped."
     lat = encode_image_condition(vae, images, noise, generators).float()
     return image_condition(lat, num_frames, dropout, generators)
 
-# %% ../nbs/10_cogvideo.ipynb #c113
+# %% ../nbs/10_cogvideo.ipynb #c123
 def noisy_latents(alphas_cumprod, x0, generators, timesteps=(0, 1000)):
     "Phase 3: per sample a timestep `t` in `timesteps` and noise `eps`; returns `(x_t, t, eps)`."
     lo, hi = timesteps
@@ -1308,7 +1295,7 @@ def predict(model, pipe, x_t, cond, prompt_embeds, t, ofs=2.0, image_size=None):
         return_dict=False,
     )[0]
 
-# %% ../nbs/10_cogvideo.ipynb #c114
+# %% ../nbs/10_cogvideo.ipynb #c124
 OBJECTIVES = ("x0", "epsilon")
 
 
@@ -1322,7 +1309,7 @@ def diffusion_loss(alphas_cumprod, prediction, x_t, x0, eps, t, objective="x0"):
         return ((prediction.float() - eps.float()) ** 2).flatten(1).mean(1).mean()
     raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
 
-# %% ../nbs/10_cogvideo.ipynb #c117
+# %% ../nbs/10_cogvideo.ipynb #c127
 def make_lora_step(
     pipe,
     image_dropout=0.05,
@@ -1376,7 +1363,7 @@ def make_lora_step(
 
     return step_fn
 
-# %% ../nbs/10_cogvideo.ipynb #c119
+# %% ../nbs/10_cogvideo.ipynb #c129
 def prepare_lora_training(
     pipe, rank=128, alpha=64, targets=LORA_TARGETS, dropout=0.0, gradient_checkpointing=True, seed=0
 ):
@@ -1391,7 +1378,7 @@ def prepare_lora_training(
     tr.train()
     return tr
 
-# %% ../nbs/10_cogvideo.ipynb #c123
+# %% ../nbs/10_cogvideo.ipynb #c133
 def _batched_embeds(e, pipe):
     "A `[L,D]` or `[1,L,D]` embedding as `[1,L,D]` on the pipeline's device and dtype."
     if e is None:
@@ -1456,7 +1443,7 @@ def restore_trajectory(
         traj[0] = image
     return traj
 
-# %% ../nbs/10_cogvideo.ipynb #c126
+# %% ../nbs/10_cogvideo.ipynb #c136
 def _restore_inputs(item, i):
     "The degraded image, clean target, id, task and prompt of a dataset item (several layouts)."
     if "frames" in item:
@@ -1506,7 +1493,7 @@ def _write_sample(d, traj, target, fps, strip):
     if strip:
         frame_strip(traj, target, path=d / "strip.png")
 
-# %% ../nbs/10_cogvideo.ipynb #c127
+# %% ../nbs/10_cogvideo.ipynb #c137
 def restore_dataset(
     pipe,
     dataset,
@@ -1582,7 +1569,7 @@ def restore_dataset(
         records.append(rec)
     return records
 
-# %% ../nbs/10_cogvideo.ipynb #c130
+# %% ../nbs/10_cogvideo.ipynb #c140
 def _mean(xs):
     "Mean of the non-`None` values, NaN if none."
     xs = [x for x in xs if x is not None]
@@ -1617,7 +1604,7 @@ def make_eval_fn(pipe, dataset, out_dir, limit=2, strip=False, **restore_kwargs)
 
     return eval_fn
 
-# %% ../nbs/10_cogvideo.ipynb #c134
+# %% ../nbs/10_cogvideo.ipynb #c144
 TRUE_ROUND_TRIP = "VAE round trip of the true frames"
 
 
@@ -1661,7 +1648,7 @@ def aggregate_curves(rows):
     out = long.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"count": "n"})
 
-
+# %% ../nbs/10_cogvideo.ipynb #c146
 def plot_round_trip_curves(rows, path=None, title=None):
     "Curves of `round_trip_curves` rows: a panel per reference, a line per trajectory."
     from progressive_ir.report import plot_metric_curves
@@ -1675,7 +1662,25 @@ def plot_round_trip_curves(rows, path=None, title=None):
         title=title,
     )
 
-# %% ../nbs/10_cogvideo.ipynb #c137
+# %% ../nbs/10_cogvideo.ipynb #c149
+def check_memorised(scores, min_psnr=19.0, min_margin=3.0):
+    "An `AssertionError` naming each video not regenerated closely, or not told apart from another."
+    bad = []
+    for s in scores:
+        if s["mean_psnr"] < min_psnr:
+            bad.append(
+                f"video {s['video']}: {s['mean_psnr']:.1f} dB from its round trip (< {min_psnr})"
+            )
+        if s["margin"] is not None and s["margin"] < min_margin:
+            bad.append(
+                f"video {s['video']}: only {s['margin']:.1f} dB closer to its own round trip than "
+                f"to another video's (< {min_margin})"
+            )
+    if bad:
+        raise AssertionError("not memorised: " + "; ".join(bad))
+    return scores
+
+# %% ../nbs/10_cogvideo.ipynb #c151
 def memorisation_scores(pipe, videos, prompts, steps=20, guidance=1.0, seed=0) -> list:
     "How closely `pipe` regenerates each video from its first frame and prompt (see above)."
     from progressive_ir.metrics import psnr
@@ -1712,25 +1717,7 @@ def memorisation_scores(pipe, videos, prompts, steps=20, guidance=1.0, seed=0) -
         )
     return rows
 
-
-def check_memorised(scores, min_psnr=19.0, min_margin=3.0):
-    "An `AssertionError` naming each video not regenerated closely, or not told apart from another."
-    bad = []
-    for s in scores:
-        if s["mean_psnr"] < min_psnr:
-            bad.append(
-                f"video {s['video']}: {s['mean_psnr']:.1f} dB from its round trip (< {min_psnr})"
-            )
-        if s["margin"] is not None and s["margin"] < min_margin:
-            bad.append(
-                f"video {s['video']}: only {s['margin']:.1f} dB closer to its own round trip than "
-                f"to another video's (< {min_margin})"
-            )
-    if bad:
-        raise AssertionError("not memorised: " + "; ".join(bad))
-    return scores
-
-# %% ../nbs/10_cogvideo.ipynb #c139
+# %% ../nbs/10_cogvideo.ipynb #c153
 OVERFIT_SIZE = (32, 32)
 OVERFIT_LORA = dict(rank=16, alpha=16, targets="all-linear", gradient_checkpointing=False)
 OVERFIT_TRAIN = dict(
@@ -1778,7 +1765,7 @@ def overfit_items(
         for name, img in images.items()
     ]
 
-# %% ../nbs/10_cogvideo.ipynb #c140
+# %% ../nbs/10_cogvideo.ipynb #c154
 def overfit_check(
     fit,
     items,
@@ -1817,7 +1804,7 @@ def overfit_check(
     losses = [r["loss"] for r in res["history"] if r.get("kind") == "train"]
     return dict(scores=scores, losses=losses, steps=res["steps"])
 
-# %% ../nbs/10_cogvideo.ipynb #c148
+# %% ../nbs/10_cogvideo.ipynb #c162
 def evaluate_baselines_on(dataset, methods=None, lpips=True, limit=None) -> list:
     "Classical baselines on frame 0 of each progression, scored against its last frame."
     from progressive_ir.baselines import evaluate_baselines
@@ -1845,7 +1832,7 @@ def evaluate_baselines_on(dataset, methods=None, lpips=True, limit=None) -> list
         ]
     return rows
 
-# %% ../nbs/10_cogvideo.ipynb #c149
+# %% ../nbs/10_cogvideo.ipynb #c163
 def last_frame_table(trajectory_records, baseline_rows=(), method_field="method"):
     "Mean PSNR/SSIM/LPIPS per task and method: trajectories' last frames, and baseline rows."
     import pandas as pd
@@ -1872,7 +1859,7 @@ def last_frame_table(trajectory_records, baseline_rows=(), method_field="method"
     order = {t: i for i, t in enumerate(dict.fromkeys(df["task"]))}
     return out.sort_values("task", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
-# %% ../nbs/10_cogvideo.ipynb #c153
+# %% ../nbs/10_cogvideo.ipynb #c167
 class BlurPairs(torch.utils.data.Dataset):
     "Blurred/sharp pairs (name -> (blurred, sharp), paths or `[3,H,W]`) as items at `size`."
 
@@ -1921,7 +1908,7 @@ class BlurPairs(torch.utils.data.Dataset):
             prompt_type=self.prompt_type,
         )
 
-# %% ../nbs/10_cogvideo.ipynb #c154
+# %% ../nbs/10_cogvideo.ipynb #c168
 def reloblur_dataset(root, size, prompt_type="uniform", limit=None, **kw) -> BlurPairs:
     "ReLoBlur pairs from the folder `root` as a `BlurPairs` dataset (first `limit` pairs)."
     from progressive_ir.sources import reloblur_pairs
@@ -1963,7 +1950,7 @@ def blur_pairs(
         imgs = dict(list(imgs.items())[:limit])
     return synthetic_blur_dataset(imgs, size, standin_length, standin_angle, prompt_type)
 
-# %% ../nbs/10_cogvideo.ipynb #c157
+# %% ../nbs/10_cogvideo.ipynb #c171
 def trained_run(train_dir, model=None, preset=None) -> dict:
     "A finished `05_cogvideo_train` run: parameters, data, LoRAs, base model or preset, VAE."
     train = Path(train_dir)
@@ -1983,7 +1970,7 @@ def trained_run(train_dir, model=None, preset=None) -> dict:
     vae = train / "vae" if (train / "vae" / "config.json").is_file() else None
     return dict(train_dir=train, params=params, data=data, loras=loras, vae=vae, **base)
 
-
+# %% ../nbs/10_cogvideo.ipynb #c173
 def run_label(profile, model=None, preset=None) -> str:
     "What an evaluation's numbers are with this base model: smoke, cpu scale, random, or real."
     if model:
