@@ -30,8 +30,8 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'add_lora', 'count_trainable',
            'save_lora', 'read_lora_record', 'load_lora', 'remove_lora', 'latent_frames', 'check_size',
            'pad_latent_frames', 'rotary_embeddings', 'image_latent_scale', 'encode_video', 'sample_generators',
-           'per_sample_randn', 'sample_latents', 'encode_image_condition', 'vae_round_trip', 'make_vae_step',
-           'save_vae', 'sample_dir', 'data_fingerprint', 'encoder_fingerprints', 'build_latent_cache',
+           'per_sample_randn', 'sample_latents', 'encode_image_condition', 'encode_prompts', 'vae_round_trip',
+           'make_vae_step', 'save_vae', 'sample_dir', 'data_fingerprint', 'encoder_fingerprints', 'build_latent_cache',
            'merge_latent_cache', 'LatentDataset', 'cache_main', 'main', 'x0_from_v', 'weighted_x0_loss',
            'image_condition', 'clean_latents', 'condition_latents', 'noisy_latents', 'predict', 'diffusion_loss',
            'make_lora_step', 'prepare_lora_training', 'restore_trajectory', 'restore_dataset', 'make_eval_fn',
@@ -786,6 +786,19 @@ def encode_image_condition(vae, images, noise=(-3.0, 0.5), generators=None):
     dist = vae.encode(x).latent_dist
     lat = sample_latents(dist.mean, dist.logvar, generators) * image_latent_scale(vae)
     return lat.permute(0, 2, 1, 3, 4)
+
+# %% ../nbs/10_cogvideo.ipynb #c080
+@torch.no_grad()
+def encode_prompts(pipe, prompts, device=None):
+    "T5 embeddings `[N,L,D]` of `prompts`, as the pipeline makes them (L: the text length)."
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    emb, _ = pipe.encode_prompt(
+        prompts,
+        do_classifier_free_guidance=False,
+        device=device or pipe._execution_device,
+        max_sequence_length=pipe.transformer.config.max_text_seq_length,
+    )
+    return emb
 
 # %% ../nbs/10_cogvideo.ipynb #c083
 @torch.no_grad()
