@@ -60,7 +60,8 @@ def _cached_batch(pipe, a, dev, dtype):
     return dict(mean=torch.randn(1, C, F, H // s, W // s, generator=g).to(dev, dtype),
                 logvar=torch.full((1, C, F, H // s, W // s), -6.0).to(dev, dtype),
                 image=torch.rand(1, 3, H, W, generator=g).to(dev),
-                prompt_embeds=torch.randn(1, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g).to(dev, dtype))
+                prompt_embeds=torch.randn(1, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g).to(dev, dtype),
+                id=["bench"])
 
 
 def bench_train(pipe, a, dev, checkpointing):
@@ -95,7 +96,7 @@ def bench_train(pipe, a, dev, checkpointing):
         acc.unwrap_model(model, keep_fp32_wrapper=False)  # removes the autocast wrapper from `forward` (tr stays in `pipe`)
         acc.free_memory(); del opt, model
         _reset_peak(dev)
-    res.update(gradient_checkpointing=checkpointing, trainable_parameters=cogvideo.trainable_parameters(tr))
+    res.update(gradient_checkpointing=checkpointing, trainable_parameters=cogvideo.count_trainable(tr))
     return res
 
 
@@ -133,7 +134,7 @@ def main(argv=None):
     p.add_argument("--alpha", type=float, default=64)
     p.add_argument("--steps", type=int, default=50, help="sampling steps of a trajectory")
     p.add_argument("--guidance", type=float, default=6.0)
-    p.add_argument("--scheduler", default="dpm", choices=cogvideo.SCHEDULERS)
+    p.add_argument("--sampler", default="dpm", choices=cogvideo.SAMPLERS)
     p.add_argument("--warmup", type=int, default=1); p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--infer-warmup", type=int, default=1, help="untimed 2-step trajectories before the timed ones")
     p.add_argument("--infer-repeats", type=int, default=1)
@@ -155,7 +156,7 @@ def main(argv=None):
     settings = dict(preset=preset, size=list(a.size), frames=a.frames, batch=1, rank=a.rank, alpha=a.alpha,
                     lora_targets=list(cogvideo.LORA_TARGETS), dtype=str(a.dtype).replace("torch.", ""),
                     mixed_precision="bf16" if dev.type == "cuda" else "no", optimizer="AdamW(betas=(0.9, 0.95))",
-                    sampling_steps=a.steps, guidance=a.guidance, scheduler=a.scheduler, warmup=a.warmup, repeats=a.repeats,
+                    sampling_steps=a.steps, guidance=a.guidance, sampler=a.sampler, warmup=a.warmup, repeats=a.repeats,
                     infer_warmup=a.infer_warmup, infer_repeats=a.infer_repeats,
                     alloc_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
                     text_encoder="one-layer T5 of width 4096 (embeddings precomputed; T5-XXL not measured)" if not a.tiny else "tiny")
@@ -165,7 +166,7 @@ def main(argv=None):
                   settings=settings, env=env,
                   goals=dict(train_peak_gib=16, train_s_per_step=1.4, trajectory_s=40), train=[], inference=[])
     t0 = time.perf_counter()
-    pipe = cogvideo.load_pipeline(preset=preset, dtype=a.dtype, device=dev, scheduler=a.scheduler, vae_tiling=False)
+    pipe = cogvideo.load_pipeline(preset=preset, dtype=a.dtype, device=dev, sampler=a.sampler, vae_tiling=False)
     record["build_s"] = time.perf_counter() - t0
     record["parameters"] = {k: sum(p.numel() for p in getattr(pipe, k).parameters()) for k in ("transformer", "vae", "text_encoder")}
     if not a.skip_train:
