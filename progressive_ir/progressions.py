@@ -176,8 +176,7 @@ def clean_target8(img, size=(1360, 768)) -> np.ndarray:
     if up > MAX_UPSCALE:
         raise ValueError(f"img: {img.shape[-1]}x{img.shape[-2]} is smaller than a quarter of size {W}x{H} "
                          f"(it would need upscaling by {up:.1f} > {MAX_UPSCALE:g}); use a larger image or a smaller size")
-    from progressive_ir.degradations import frames_to_uint8  # to_uint8_hwc's numbers, without its temporaries
-    u = torch.from_numpy(frames_to_uint8(img[None])[0]).permute(2, 0, 1)  # [H,W,3] seen as [3,H,W]: 8-bit resize
+    u = torch.from_numpy(to_uint8_hwc(img)).permute(2, 0, 1)  # [H,W,3] seen as [3,H,W]: 8-bit resize
     return np.ascontiguousarray(resize_center_crop(u, (W, H)).permute(1, 2, 0).numpy())
 
 # %% ../nbs/06_progressions.ipynb #c110
