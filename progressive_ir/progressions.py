@@ -872,17 +872,16 @@ def progression_sources(source="samples", images=None) -> tuple:
 def _psnr_to_clean_uint8(arr, rows=32) -> list:
     "PSNR (dB) of each `uint8` frame `[T,H,W,3]` but the last to the last, from exact integer errors."
     last = arr[-1].reshape(len(arr[-1]), -1)
-    d = np.empty((rows, last.shape[1]), np.int16)
-    sq = np.empty((rows, last.shape[1]), np.float32)
+    d = np.empty((rows, last.shape[1]), np.int32)
     out = []
     for frame in arr[:-1]:
         frame, sse = frame.reshape(last.shape), 0
         for r in range(0, len(last), rows):
             a, b = frame[r:r + rows], last[r:r + rows]
             n = len(a)
-            np.subtract(a, b, out=d[:n], dtype=np.int16)
-            np.multiply(d[:n], d[:n], out=sq[:n], dtype=np.float32)
-            sse += int(sq[:n].sum(dtype=np.float64))
+            np.subtract(a, b, out=d[:n], dtype=np.int32)
+            np.multiply(d[:n], d[:n], out=d[:n])
+            sse += int(d[:n].sum(dtype=np.int64))
         out.append(float("inf") if sse == 0 else 10 * math.log10(frame.size * 255 ** 2 / sse))
     return out
 
