@@ -15,9 +15,10 @@ over the profile, and the JSON records the settings used. Three measurements:
    set. Each run's wall time, less the workers' start-up (paid once per build), is scaled to 800 images (DIV2K
    train), i.e. 4800 videos, and the start-up added once; the JSON gives every run, their median and their spread;
 3. phases: CPU seconds per video of each step of writing a sample (load the PNG, resize, degrade per task, PSNR
-   records, the videos as built, prompts, SHA-256), measured step by step in this process (one torch thread;
-   ffmpeg's CPU counted as children's), beside steps for comparison (the float load, Ut Video, the preview, PNG
-   frames); their sum over the steps as built is projected onto the paper's 4800 videos on 2 cores.
+   records, the files as built, prompts, SHA-256), measured step by step in this process (one torch thread;
+   ffmpeg's CPU counted as children's), beside steps for comparison (the float load, the lossless video through
+   the ffmpeg program with HuffYUV and with Ut Video, the preview, PNG frames); their sum over the steps as built
+   is projected onto the paper's 4800 videos on 2 cores.
 
     python bench/progression_speed.py            # the full measurement; writes bench/results/progression_speed_cpu.json
     python bench/progression_speed.py --quick    # a short check (see QUICK), written to --out
@@ -50,11 +51,14 @@ PROFILE = ("01_progression_data", "paper")  # the experiment and profile whose d
 BUILD_KEYS = ("frames", "size", "fps", "seed", "level_schedule", "degradations", "frame_format", "preview",
               "preview_scale", "prompt_types", "workers", "threads")  # what decides a video's cost
 UTVIDEO = ("-c:v", "utvideo", "-pix_fmt", "gbrp")  # the lossless codec before HuffYUV, for comparison
+HUFFYUV_CLI = ("-c:v", "huffyuv", "-pix_fmt", "rgb24", "-pred", "plane")  # the codec as built, out of process
 QUICK = dict(images=1, repeats=1, phase_images=1, tasks=["blur"])  # --quick: a minute on a busy machine
 
 
 def _import_builder():
-    import progressive_ir.progressions  # noqa: F401  (what a build worker imports before its first sample)
+    "What a build worker imports once: the builder, and PyAV (the lossless writer, imported at its first video)."
+    import av  # noqa: F401
+    import progressive_ir.progressions  # noqa: F401
 
 
 def worker_startup(workers):
@@ -158,29 +162,32 @@ def _phase(acc, name, fn):
     return out
 
 
-def _utvideo(arr, path, fps):
-    "Encode `uint8` frames `arr` losslessly with Ut Video, the codec of `frame_format='video'` before HuffYUV."
+def _ffmpeg_lossless(arr, path, fps, codec):
+    "Encode `uint8` frames `arr` losslessly with the ffmpeg program and `codec` (ffmpeg's output options)."
     T, H, W, _ = arr.shape
-    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-", *UTVIDEO,
+    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-", *codec,
                 "-threads", "1", "-fflags", "+bitexact", str(path)], path, stdin=memoryview(arr).cast("B"))
 
 
-def _encoding_step(S) -> str:
-    "The phase that stores a video's frames as the settings `S` build it."
+def _encoding_steps(S) -> list:
+    "The phases that store a video's files as the settings `S` build them."
     if S["frame_format"] == "png":
-        return "PNG frames (frame_format='png')"
-    return "lossless + preview (one ffmpeg run, as built)" if S["preview"] else "lossless video alone"
+        return ["PNG frames (frame_format='png')", *(["preview alone"] if S["preview"] else [])]
+    return ["lossless + preview (as built with a preview)" if S["preview"] else "lossless video alone"]
 
 
 def _video_phases(acc, P, arr, d, S, task):
     "Time the encodings of one video (as built, and the others for comparison), its prompts and checksum."
     fps, scale = S["fps"], S["preview_scale"]
     _phase(acc, "lossless video alone", lambda: P.write_sample_videos(arr, d / P.FRAMES_VIDEO, None, fps=fps))
-    _phase(acc, "lossless video, Ut Video (the codec before)", lambda: _utvideo(arr, d / "ut.mkv", fps))
+    _phase(acc, "lossless video, HuffYUV by the ffmpeg program", lambda: _ffmpeg_lossless(
+        arr, d / "huffyuv.mkv", fps, HUFFYUV_CLI))
+    _phase(acc, "lossless video, Ut Video by the ffmpeg program (the format before)", lambda: _ffmpeg_lossless(
+        arr, d / "ut.mkv", fps, UTVIDEO))
     _phase(acc, "preview alone", lambda: P.write_sample_videos(
-        arr, None, d / "alone.mp4", fps=fps, preview_scale=scale))
-    _phase(acc, "lossless + preview (one ffmpeg run, as built)", lambda: P.write_sample_videos(
-        arr, d / "both.mkv", d / "preview.mp4", fps=fps, preview_scale=scale))
+        arr, None, d / "preview.mp4", fps=fps, preview_scale=scale))
+    _phase(acc, "lossless + preview (as built with a preview)", lambda: P.write_sample_videos(
+        arr, d / "both.avi", d / "both.mp4", fps=fps, preview_scale=scale))
     _phase(acc, "PNG frames (frame_format='png')", lambda: [
         P.save_png(f, d / f"frame_{t:02d}.png") for t, f in enumerate(arr)])
     _phase(acc, "prompts", lambda: P._sample_prompts(arr[0], task, S["prompt_types"]))
@@ -210,7 +217,7 @@ def measure_phases(tmp, folder, names, S):
                 shutil.rmtree(d)
                 videos += 1
                 per_task[task] += 1
-    built = ("load PNG", "resize (clean_target8)", "PSNR records", _encoding_step(S), "prompts", "SHA-256",
+    built = ("load PNG", "resize (clean_target8)", "PSNR records", *_encoding_steps(S), "prompts", "SHA-256",
              *(f"degrade {t}" for t in PAPER_TASKS))
     phases = {}
     for k, v in acc.items():
@@ -221,8 +228,9 @@ def measure_phases(tmp, folder, names, S):
     return dict(videos=videos, images=list(names), phases=phases,
                 cpu_seconds_per_video_of_the_built_steps=round(total, 4), built_steps=list(built),
                 minutes_for_the_paper_set_on_2_cores=round(total * PAPER_VIDEOS / 2 / 60, 1),
-                note="the steps not in built_steps are for comparison (the float load and Ut Video: what the "
-                     "builder did before; the preview and PNG frames: other settings); the projection is the "
+                note="the steps not in built_steps are for comparison (the float load and Ut Video through "
+                     "the ffmpeg program: what the builder did before; HuffYUV through the program: the same "
+                     "codec out of process; the preview and PNG frames: other settings); the projection is the "
                      "built steps' CPU time x 4800 videos / 2 cores, without the build's bookkeeping (manifest, "
                      "fingerprints, process start-up), which the paper-set runs include")
 
@@ -288,13 +296,15 @@ def main(argv=None):
                   flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    from progressive_ir.progressions import LOSSLESS_VIDEO
+    from progressive_ir.progressions import FRAMES_VIDEO, LOSSLESS_CODEC
     result = dict(benchmark="progression_speed", command=" ".join([Path(sys.executable).name, *sys.argv]),
                   settings=dict(quick=a.quick, profile="/".join(PROFILE), build=S, tasks=a.tasks, images=names,
                                 strengths=list(STRENGTHS), paper_tasks=list(PAPER_TASKS), per_task_workers=1,
                                 per_task_threads=1, paper_set_repeats=a.repeats,
                                 scene_prompt_source="offline-heuristic", preview_preset=PREVIEW_PRESET,
-                                lossless_video=list(LOSSLESS_VIDEO)),
+                                lossless_video=dict(file=FRAMES_VIDEO, codec=LOSSLESS_CODEC[0],
+                                                    pixels=LOSSLESS_CODEC[1], options=LOSSLESS_CODEC[2],
+                                                    writer="PyAV, in process")),
                   summary=summary(paper, phases), per_task=per_task, paper_set=paper, phases=phases,
                   env=env_info())
     write_json(result, a.out)

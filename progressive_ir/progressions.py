@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_progressions.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, shutil, time
+import contextlib, fractions, hashlib, json, math, os, shutil, time
 import dataclasses, difflib, re, tempfile, types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from .sources import image_folder
 
 # %% auto #0
 __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'LEVEL_SCHEDULES', 'TASK_DEFAULTS', 'MAX_UPSCALE', 'SPLIT_RULES', 'MANIFEST',
-           'PNG_COMPRESS_LEVEL', 'FRAME_FORMATS', 'FRAMES_VIDEO', 'LOSSLESS_VIDEO', 'PREVIEW_PRESET', 'PREVIEW_SCALE',
+           'PNG_COMPRESS_LEVEL', 'FRAME_FORMATS', 'FRAMES_VIDEO', 'LOSSLESS_CODEC', 'PREVIEW_PRESET', 'PREVIEW_SCALE',
            'PSNR_DIPS', 'DATASET_RECORD', 'RECORD_FORMAT', 'check_task', 'strength_level', 'strength_name',
            'degradation_levels', 'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8',
            'clean_target', 'degrade_frames', 'make_progression', 'assign_splits', 'split_sources', 'require_validation',
@@ -299,8 +299,8 @@ def require_validation(splits, names, limit=None):
 MANIFEST = "manifest.jsonl"
 PNG_COMPRESS_LEVEL = 1
 FRAME_FORMATS = ("png", "video")
-FRAMES_VIDEO = "frames.mkv"  # frame_format="video": all frames in one lossless video (Matroska)
-LOSSLESS_VIDEO = ("-c:v", "huffyuv", "-pix_fmt", "rgb24", "-pred", "plane")  # its codec, for ffmpeg
+FRAMES_VIDEO = "frames.avi"  # frame_format="video": all frames in one lossless video
+LOSSLESS_CODEC = ("huffyuv", "rgb24", {"pred": "plane", "flags": "+bitexact"})  # codec, pixels, options
 PREVIEW_PRESET = "ultrafast"
 PREVIEW_SCALE = 0.5
 
@@ -322,31 +322,43 @@ def preview_size(size, scale=PREVIEW_SCALE) -> tuple:
     return tuple(size)
 
 # %% ../nbs/06_progressions.ipynb #c122
-def _lossless_outputs(path) -> list:
-    "ffmpeg's output options for the lossless video at `path` (none when `path` is None)."
-    if not path:
-        return []
-    return ["-map", "0", *LOSSLESS_VIDEO, "-threads", "1", "-fflags", "+bitexact", str(path)]
+def _write_lossless(frames_uint8, path, fps):
+    "Write `uint8` frames `[T,H,W,3]` losslessly to `path` (`LOSSLESS_CODEC` in AVI) in this process."
+    import av
+    codec, pixels, options = LOSSLESS_CODEC
+    T, H, W, _ = frames_uint8.shape
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format="avi", options={"fflags": "+bitexact"}) as out:
+        stream = out.add_stream(codec, rate=rate, options=dict(options))
+        stream.width, stream.height, stream.pix_fmt = W, H, pixels
+        stream.thread_count = 1
+        for frame in frames_uint8:
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=pixels)
+            out.mux(stream.encode(image))
+        out.mux(stream.encode())
 
-def _preview_outputs(path, size, scale, crf, preset) -> list:
-    "ffmpeg's output options for an H.264 mp4 preview at `path` of frames of `size`, at `scale` of it."
-    if not path:
-        return []
-    pw, ph = preview_size(size, scale)
-    shrink = ["-vf", f"scale={pw}:{ph}:flags=area"] if (pw, ph) != tuple(size) else []
-    return ["-map", "0", *shrink, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset,
-            "-crf", f"{crf:g}", "-threads", "1", str(path)]
+def _write_preview(frames_uint8, path, fps, crf, preset, scale):
+    "Encode `uint8` frames `[T,H,W,3]` as an H.264 mp4 preview at `path`, at `scale` of their size."
+    T, H, W, _ = frames_uint8.shape
+    pw, ph = preview_size((W, H), scale)
+    shrink = ["-vf", f"scale={pw}:{ph}:flags=area"] if (pw, ph) != (W, H) else []
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-"]
+    x264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1"]
+    frames = memoryview(np.ascontiguousarray(frames_uint8)).cast("B")
+    run_ffmpeg([*raw, *shrink, *x264, str(path)], path, stdin=frames)
 
 def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET,
                         preview_scale=1.0):
-    "Encode `uint8` frames `[T,H,W,3]` in one ffmpeg run: losslessly to `lossless`, and/or an mp4 `preview`."
+    "Encode `uint8` frames `[T,H,W,3]` losslessly to `lossless`, and/or as an mp4 `preview`."
     if not lossless and not preview:
         raise ValueError("write_sample_videos: give a `lossless` path, a `preview` path, or both")
     T, H, W, _ = frames_uint8.shape
-    outputs = _lossless_outputs(lossless) + _preview_outputs(preview, (W, H), preview_scale, crf, preset)
-    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-"]
-    frames = memoryview(np.ascontiguousarray(frames_uint8)).cast("B")
-    run_ffmpeg([*raw, *outputs], lossless or preview, stdin=frames)
+    if preview:
+        preview_size((W, H), preview_scale)  # an odd full-size preview: refused before anything is written
+    if lossless:
+        _write_lossless(frames_uint8, lossless, fps)
+    if preview:
+        _write_preview(frames_uint8, preview, fps, crf, preset, preview_scale)
 
 # %% ../nbs/06_progressions.ipynb #c123
 def files_sha256(paths) -> str:
@@ -504,7 +516,7 @@ class ProgressionConfig(_Config):
     seed: int = 0
     level_schedule: str | list = "linear"  # a name of LEVEL_SCHEDULES, or `frames` weights from 1 to 0
     degradations: dict = field(default_factory=dict)  # task -> {setting: value}, over TASK_DEFAULTS
-    frame_format: str = "png"           # "png" or "video" (one lossless mkv per sample)
+    frame_format: str = "png"           # "png" or "video" (one lossless video per sample)
     preview: bool = True                # an mp4 of each video, to look at (not needed for training)
     preview_scale: float = PREVIEW_SCALE
     prompt_types: tuple = ("uniform", "scene")
