@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 # %% auto #0
-__all__ = ['PACKAGES', 'PROFILES', 'BASE_PROFILE', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc',
+__all__ = ['CONVERT_ROWS', 'PACKAGES', 'PROFILES', 'BASE_PROFILE', 'check_image', 'check_video', 'to_uint8_hwc', 'from_uint8_hwc',
            'pil_to_tensor', 'tensor_to_pil', 'atomic_path', 'write_text', 'atomic_dir', 'write_json', 'read_json',
-           'ffmpeg_exe', 'run_ffmpeg', 'save_image', 'load_image', 'write_video', 'read_video', 'video_info',
-           'resize_center_crop', 'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit', 'env_info',
-           'RunFolder', 'record_failure', 'experiments_dir', 'read_yaml', 'deep_merge', 'resolve_profile',
+           'ffmpeg_exe', 'run_ffmpeg', 'save_image', 'load_image', 'load_image8', 'write_video', 'read_video',
+           'video_info', 'resize_center_crop', 'image_grid', 'seed_everything', 'get_device', 'repo_root', 'git_commit',
+           'env_info', 'RunFolder', 'record_failure', 'experiments_dir', 'read_yaml', 'deep_merge', 'resolve_profile',
            'profile_table', 'setting_type', 'setting_types', 'closest_settings', 'check_setting', 'apply_overrides',
            'load_profile', 'runs_root', 'run_dir']
 
@@ -56,30 +56,57 @@ def check_video(frames, name="frames"):
     return _check_values(frames, name)
 
 # %% ../nbs/00_core.ipynb #c012
+CONVERT_ROWS = 64  # rows of an image converted between float [C,H,W] and uint8 [H,W,C] at once
+
+
 def to_uint8_hwc(img) -> np.ndarray:
     "Convert `[...,C,H,W]` in [0,1] (an image, or frames) to a `uint8` array `[...,H,W,C]`, rounded."
-    levels = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return levels.movedim(-3, -1).contiguous().cpu().numpy()
+    x = img.detach()
+    if x.device.type != "cpu":
+        levels = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        return levels.movedim(-3, -1).contiguous().cpu().numpy()
+    *lead, C, H, W = x.shape
+    out = torch.empty(*lead, H, W, C, dtype=torch.uint8)
+    n = math.prod(lead)
+    src, dst = x.reshape(n, C, H, W).permute(0, 2, 3, 1), out.view(n, H, W, C)
+    for s, d in zip(src, dst):
+        for r in range(0, H, CONVERT_ROWS):
+            band = s[r:r + CONVERT_ROWS].float().clamp(0, 1)
+            d[r:r + CONVERT_ROWS].copy_(band.mul_(255).round_())
+    return out.numpy()
 
 # %% ../nbs/00_core.ipynb #c015
+def _shared_tensor(arr) -> torch.Tensor:
+    "A tensor on `arr`'s memory, or on a copy where torch cannot share it (read-only, flipped)."
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        arr = np.array(arr, order="C")
+    return torch.from_numpy(arr)
+
+
 def from_uint8_hwc(arr) -> torch.Tensor:
     "Convert a `uint8`/`uint16` array `[...,H,W,C]` (or `[H,W]`) to float32 `[...,C,H,W]` in [0,1]."
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[..., None]
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return torch.from_numpy(arr.astype(np.float32)).movedim(-1, -3).div_(scale).contiguous()
+    if arr.dtype not in (np.uint8, np.uint16) or not arr.dtype.isnative:
+        return torch.from_numpy(arr.astype(np.float32)).movedim(-1, -3).div_(scale).contiguous()
+    *lead, H, W, C = arr.shape
+    out = torch.empty(*lead, C, H, W)
+    n = math.prod(lead)
+    src, dst = _shared_tensor(arr).reshape(n, H, W, C).permute(0, 3, 1, 2), out.view(n, C, H, W)
+    for s, d in zip(src, dst):
+        for r in range(0, H, CONVERT_ROWS):
+            d[:, r:r + CONVERT_ROWS].copy_(s[:, r:r + CONVERT_ROWS]).div_(scale)
+    return out
 
 # %% ../nbs/00_core.ipynb #c018
 _GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I")
 _ALPHA_MODES = ("RGBA", "PA", "RGBa", "La")  # and "LA", which keeps its gray channel
 
 
-def pil_to_tensor(im: Image.Image) -> torch.Tensor:
-    "Convert a Pillow image of any mode to `[3,H,W]` float32 RGB in [0,1] (see the table above)."
-    if im.mode in _GRAY16_MODES:
-        arr = np.clip(np.asarray(im, dtype=np.float64) / 65535.0, 0, 1)
-        return torch.from_numpy(arr.astype(np.float32))[None].expand(3, -1, -1).contiguous()
+def _pil_rgb8(im: Image.Image) -> np.ndarray:
+    "A Pillow image of an 8-bit mode as a `uint8` RGB array `[H,W,3]`, converted as the table says."
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode == "LA":
@@ -87,8 +114,16 @@ def pil_to_tensor(im: Image.Image) -> torch.Tensor:
     elif im.mode in _ALPHA_MODES:
         im = im.convert("RGBA").convert("RGB")
     if im.mode in ("L", "1"):
-        return from_uint8_hwc(np.asarray(im.convert("L"))).expand(3, -1, -1).contiguous()
-    return from_uint8_hwc(np.asarray(im.convert("RGB")))
+        return np.repeat(np.asarray(im.convert("L"))[..., None], 3, axis=-1)
+    return np.array(im.convert("RGB"))  # a writable copy
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    "Convert a Pillow image of any mode to `[3,H,W]` float32 RGB in [0,1] (see the table above)."
+    if im.mode in _GRAY16_MODES:
+        arr = np.clip(np.asarray(im, dtype=np.float64) / 65535.0, 0, 1)
+        return torch.from_numpy(arr.astype(np.float32))[None].expand(3, -1, -1).contiguous()
+    return from_uint8_hwc(_pil_rgb8(im))
 
 # %% ../nbs/00_core.ipynb #c021
 def tensor_to_pil(img) -> Image.Image:
@@ -284,7 +319,7 @@ def _pixel_limit(path, max_pixels=None):
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 
-
+# %% ../nbs/00_core.ipynb #h006
 def _png_is_rgb16(path) -> bool:
     "Whether `path` is a 16-bit RGB(A) PNG (which Pillow would read as 8 bits)."
     with open(path, "rb") as f:
@@ -292,6 +327,27 @@ def _png_is_rgb16(path) -> bool:
     return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
 
+def _read_rgb48(path) -> np.ndarray:
+    "The 16-bit RGB PNG at `path` as a `uint16` array `[H,W,3]`, decoded by ffmpeg."
+    with Image.open(path) as im:
+        w, h = im.size
+    raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
+    return np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy()
+
+
+def _read_pil(path, convert):
+    "`convert` applied to the image at `path` read by Pillow and turned upright (EXIF orientation)."
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return convert(ImageOps.exif_transpose(im))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow "
+                         f"format): {e}") from None
+
+# %% ../nbs/00_core.ipynb #h008
 def load_image(path, max_pixels=None) -> torch.Tensor:
     "Read an image file as `[3,H,W]` float32 RGB in [0,1], upright (EXIF), modes as `pil_to_tensor`."
     path = Path(path)
@@ -299,19 +355,26 @@ def load_image(path, max_pixels=None) -> torch.Tensor:
         raise FileNotFoundError(f"{path}: no such image file")
     with _pixel_limit(path, max_pixels):
         if _png_is_rgb16(path):
-            with Image.open(path) as im:
-                w, h = im.size
-            raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb48le", "-"], path)
-            return from_uint8_hwc(np.frombuffer(raw, dtype="<u2").reshape(h, w, 3).copy())
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return pil_to_tensor(ImageOps.exif_transpose(im))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise
-        except Exception as e:
-            raise ValueError(f"{path}: not a readable image (expected PNG, JPEG or another Pillow "
-                             f"format): {e}") from None
+            return from_uint8_hwc(_read_rgb48(path))
+        return _read_pil(path, pil_to_tensor)
+
+# %% ../nbs/00_core.ipynb #h010
+def _pil_uint8(im: Image.Image) -> np.ndarray:
+    "A Pillow image as `uint8` RGB `[H,W,3]`: `to_uint8_hwc(pil_to_tensor(im))`, 8-bit modes directly."
+    if im.mode in _GRAY16_MODES:
+        return to_uint8_hwc(pil_to_tensor(im))
+    return _pil_rgb8(im)
+
+
+def load_image8(path, max_pixels=None) -> np.ndarray:
+    "Read an image file as a `uint8` RGB array `[H,W,3]`: `to_uint8_hwc(load_image(path))`'s numbers."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    with _pixel_limit(path, max_pixels):
+        if _png_is_rgb16(path):
+            return to_uint8_hwc(from_uint8_hwc(_read_rgb48(path)))
+        return _read_pil(path, _pil_uint8)
 
 # %% ../nbs/00_core.ipynb #c055
 def _video_params(codec, crf, lossless, preset, pix_fmt, qp=None):

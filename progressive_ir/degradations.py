@@ -15,12 +15,11 @@ from PIL import Image
 from .core import check_video, from_uint8_hwc, run_ffmpeg, to_uint8_hwc
 
 # %% auto #0
-__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'DEVELOP_ROWS', 'CODECS', 'PRESETS', 'CONVERT_ROWS', 'as_frames',
-           'per_frame', 'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade',
-           'motion_blur_kernel', 'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur',
-           'motion_blur8', 'quantize8', 'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level',
-           'low_light8', 'low_light', 'frames_to_uint8', 'uint8_to_frames', 'crf_compress', 'gaussian_noise',
-           'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
+__all__ = ['DIRECT_MAX_TAPS', 'STRIP_ROWS', 'BLUR_PAD_MODES', 'DEVELOP_ROWS', 'CODECS', 'PRESETS', 'as_frames', 'per_frame',
+           'frame_rng', 'jpeg8', 'jpeg_roundtrip', 'resolution_degrade8', 'resolution_degrade', 'motion_blur_kernel',
+           'kernel_moments', 'fft_size', 'filter_stack', 'filter2d', 'motion_blur', 'motion_blur8', 'quantize8',
+           'sensor_noise', 'levels8', 'poisson_bits', 'poisson_table', 'poisson_by_level', 'low_light8', 'low_light',
+           'crf_compress', 'gaussian_noise', 'rain_layer', 'rain_streaks', 'smooth_random_field', 'haze']
 
 # %% ../nbs/02_degradations.ipynb #c006
 def as_frames(x, name="x", check=True) -> torch.Tensor:
@@ -544,28 +543,6 @@ def _roundtrip8(frames8, encoder, fps, codec) -> np.ndarray:
         raise RuntimeError(f"crf_compress: decoded {decoded.size // (H * W * 3)} frames, expected {T}")
     return decoded.reshape(frames8.shape)
 
-# %% ../nbs/02_degradations.ipynb #c084
-CONVERT_ROWS = 64  # rows of a frame converted between float [3,H,W] and uint8 [H,W,3] at once
-
-def frames_to_uint8(f) -> np.ndarray:
-    "Float frames `f` `[T,3,H,W]` in [0,1] rounded to `uint8` frames `[T,H,W,3]` (as `core.to_uint8_hwc`)."
-    T, _, H, W = f.shape
-    out = torch.empty(T, H, W, 3, dtype=torch.uint8)
-    src = f.permute(0, 2, 3, 1)
-    for t in range(T):
-        for r in range(0, H, CONVERT_ROWS):
-            out[t, r:r + CONVERT_ROWS].copy_(src[t, r:r + CONVERT_ROWS].clamp(0, 1).mul_(255).round_())
-    return out.numpy()
-
-def uint8_to_frames(arr, H, W) -> torch.Tensor:
-    "The top-left `H x W` of `uint8` frames `arr` `[T,H',W',3]` as float32 `[T,3,H,W]` in [0,1]."
-    out = torch.empty(arr.shape[0], 3, H, W)
-    src = torch.from_numpy(arr)[:, :H, :W].permute(0, 3, 1, 2)
-    for t in range(len(out)):
-        for r in range(0, H, CONVERT_ROWS):
-            out[t, :, r:r + CONVERT_ROWS].copy_(src[t, :, r:r + CONVERT_ROWS]).div_(255)
-    return out
-
 # %% ../nbs/02_degradations.ipynb #c087
 def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=False, fps=25):
     "Encode frames with ffmpeg (`codec`, yuv420p, `preset`) at `crf` (0..51), and decode them, frame-aligned."
@@ -579,8 +556,9 @@ def crf_compress(frames, crf=36, codec="libx264", preset="medium", lossless=Fals
         H, W = f8.shape[1:3]
         return _roundtrip8(_even8(f8), encoder, fps, codec)[:, :H, :W].reshape(frames.shape)
     f = as_frames(frames, "frames")
-    decoded = _roundtrip8(_even8(frames_to_uint8(f)), encoder, fps, codec)
-    return _like(uint8_to_frames(decoded, *f.shape[-2:]), frames)
+    decoded = _roundtrip8(_even8(to_uint8_hwc(f)), encoder, fps, codec)
+    H, W = f.shape[-2:]
+    return _like(from_uint8_hwc(decoded[:, :H, :W]), frames)
 
 # %% ../nbs/02_degradations.ipynb #c093
 def gaussian_noise(x, sigma, seed=0, clip=True, quantize=False) -> torch.Tensor:

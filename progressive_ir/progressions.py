@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_progressions.ipynb #c003
 from __future__ import annotations
-import contextlib, functools, hashlib, json, math, os, shutil, time, uuid
+import contextlib, fractions, hashlib, json, math, os, shutil, time
 import dataclasses, difflib, re, tempfile, types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,24 +14,25 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .core import (atomic_dir, check_image, from_uint8_hwc, run_ffmpeg, load_image, read_video, resize_center_crop, to_uint8_hwc,
-                                 write_json, read_json)
-from .core import atomic_path
-from .degradations import crf_compress, frame_rng, low_light8, motion_blur8, quantize8, resolution_degrade8
+from .core import (atomic_dir, atomic_path, check_image, from_uint8_hwc, load_image,
+                                 load_image8, read_json, read_video, resize_center_crop, run_ffmpeg,
+                                 to_uint8_hwc, write_json)
+from .degradations import (crf_compress, frame_rng, low_light8, motion_blur8, quantize8,
+                                         resolution_degrade8)
 from .prompts import scene_prompt, uniform_prompt
-from .sources import image_folder, IMAGE_SUFFIXES
+from .sources import image_folder
 
 # %% auto #0
 __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'LEVEL_SCHEDULES', 'TASK_DEFAULTS', 'MAX_UPSCALE', 'SPLIT_RULES', 'MANIFEST',
-           'PNG_COMPRESS_LEVEL', 'FRAME_FORMATS', 'FRAMES_VIDEO', 'PREVIEW_PRESET', 'PREVIEW_SCALE', 'PSNR_DIPS',
-           'DATASET_RECORD', 'RECORD_FORMAT', 'check_task', 'strength_level', 'strength_name', 'degradation_levels',
-           'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8', 'clean_target',
-           'degrade_frames', 'make_progression', 'assign_splits', 'split_sources', 'require_validation', 'save_png',
-           'preview_size', 'write_sample_videos', 'files_sha256', 'read_manifest', 'psnr_dips', 'ProgressionConfig',
-           'file_sha256', 'source_fingerprint', 'record_differences', 'claim_dataset', 'parse_shard', 'shard_tag',
-           'shard_names', 'build_lock', 'progression_sources', 'build_progression_dataset', 'CrfPairsConfig',
-           'crf_pair_sources', 'build_crf_pairs', 'merge_shards', 'read_frames', 'ProgressionVideoDataset',
-           'PairDataset', 'build_progressions', 'DataConfig']
+           'PNG_COMPRESS_LEVEL', 'FRAME_FORMATS', 'FRAMES_VIDEO', 'LOSSLESS_CODEC', 'PREVIEW_PRESET', 'PREVIEW_SCALE',
+           'PSNR_DIPS', 'DATASET_RECORD', 'RECORD_FORMAT', 'check_task', 'strength_level', 'strength_name',
+           'degradation_levels', 'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8',
+           'clean_target', 'degrade_frames', 'make_progression', 'assign_splits', 'split_sources', 'require_validation',
+           'save_png', 'preview_size', 'write_sample_videos', 'files_sha256', 'read_manifest', 'psnr_dips',
+           'ProgressionConfig', 'file_sha256', 'source_fingerprint', 'record_differences', 'claim_dataset',
+           'parse_shard', 'shard_tag', 'shard_names', 'build_lock', 'progression_sources', 'build_progression_dataset',
+           'CrfPairsConfig', 'crf_pair_sources', 'build_crf_pairs', 'merge_shards', 'read_frames',
+           'ProgressionVideoDataset', 'PairDataset', 'build_progressions', 'DataConfig']
 
 # %% ../nbs/06_progressions.ipynb #c006
 TASKS = ("resolution", "blur", "lowlight", "crf")
@@ -168,16 +169,25 @@ def frame_schedule(task, strength, frames=9, schedule="linear", width=1360, seed
 # %% ../nbs/06_progressions.ipynb #c015
 MAX_UPSCALE = 4.0
 
+def _source8(img) -> np.ndarray:
+    "A source image as a `uint8` array `[H,W,3]`: a float image `[3,H,W]` in [0,1] rounded, or as given."
+    if isinstance(img, np.ndarray):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
+            raise ValueError(f"img: expected a uint8 array [H,W,3] or a float image [3,H,W], "
+                             f"got {img.dtype} {list(img.shape)}")
+        return img
+    return to_uint8_hwc(check_image(img, "img"))
+
 def clean_target8(img, size=(1360, 768)) -> np.ndarray:
-    "The clean last frame for `img` as a `uint8` array `[H,W,3]`: `img` rounded to 8 bits, resized and centre-cropped to `size`."
-    check_image(img, "img")
+    "The clean last frame for `img` as `uint8` `[H,W,3]`: rounded to 8 bits, resized and cropped to `size`."
+    img8 = _source8(img)
     W, H = int(size[0]), int(size[1])
-    up = max(W / img.shape[-1], H / img.shape[-2])
+    up = max(W / img8.shape[1], H / img8.shape[0])
     if up > MAX_UPSCALE:
-        raise ValueError(f"img: {img.shape[-1]}x{img.shape[-2]} is smaller than a quarter of size {W}x{H} "
-                         f"(it would need upscaling by {up:.1f} > {MAX_UPSCALE:g}); use a larger image or a smaller size")
-    from progressive_ir.degradations import frames_to_uint8  # to_uint8_hwc's numbers, without its temporaries
-    u = torch.from_numpy(frames_to_uint8(img[None])[0]).permute(2, 0, 1)  # [H,W,3] seen as [3,H,W]: 8-bit resize
+        raise ValueError(f"img: {img8.shape[1]}x{img8.shape[0]} is smaller than a quarter of size {W}x{H} "
+                         f"(it would need upscaling by {up:.1f} > {MAX_UPSCALE:g}); use a larger image or "
+                         "a smaller size")
+    u = torch.from_numpy(img8).permute(2, 0, 1)  # [H,W,3] seen as [3,H,W]: resized in 8 bits
     return np.ascontiguousarray(resize_center_crop(u, (W, H)).permute(1, 2, 0).numpy())
 
 # %% ../nbs/06_progressions.ipynb #c110
@@ -186,40 +196,54 @@ def clean_target(img, size=(1360, 768)) -> torch.Tensor:
     return from_uint8_hwc(clean_target8(img, size))
 
 # %% ../nbs/06_progressions.ipynb #c112
+def _degrade_resolution8(clean8, params, out):
+    for i, p in enumerate(params):
+        out[i] = resolution_degrade8(clean8, p["scale"], p["jpeg_quality"])
+
+def _degrade_lowlight8(clean8, params, seed, out):
+    for i, p in enumerate(params):
+        low_light8(clean8, p["exposure"], p["gamma"], p["rolloff"], p["wb_gains"], p["shot_noise"],
+                   p["read_noise"], rng=frame_rng(seed, i, "low_light8"), out=out[i])
+
+def _degrade_crf8(clean8, params, out):
+    from concurrent.futures import ThreadPoolExecutor
+    def encode(p):
+        return crf_compress(clean8[None], crf=p["crf"], codec=p["codec"], preset=p["preset"])
+    with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool:
+        for i, y in enumerate(pool.map(encode, params)):
+            out[i] = y[0]
+
 def _degrade_uint8(task, clean8, params, seed, out):
-    "Degrade the 8-bit image `clean8` `[H,W,3]` once per dict of `params` into the `uint8` array `out` `[N,H,W,3]`."
+    "Degrade the 8-bit image `clean8` `[H,W,3]` once per dict of `params` into `uint8` frames `out`."
+    check_task(task)
     if task == "resolution":
-        for i, p in enumerate(params): out[i] = resolution_degrade8(clean8, p["scale"], p["jpeg_quality"])
-    elif task == "blur":  # one call: the image is padded (and transformed) once for all frames
+        _degrade_resolution8(clean8, params, out)
+    elif task == "blur":
         motion_blur8(clean8, [p["length"] for p in params], [p["angle"] for p in params], out=out)
-    elif task == "lowlight":  # frame i draws its noise from (seed, i), as in a direct call of `low_light`
-        for i, p in enumerate(params):
-            low_light8(clean8, p["exposure"], p["gamma"], p["rolloff"], p["wb_gains"], p["shot_noise"], p["read_noise"],
-                       rng=frame_rng(seed, i, "low_light8"), out=out[i])
-    elif task == "crf":  # one 8-bit ffmpeg round trip per frame, run side by side (the work is in ffmpeg)
-        from concurrent.futures import ThreadPoolExecutor
-        encode = lambda p: crf_compress(clean8[None], crf=p["crf"], codec=p["codec"], preset=p["preset"])
-        with ThreadPoolExecutor(max(1, min(len(params), os.cpu_count() or 1))) as pool:
-            for i, y in enumerate(pool.map(encode, params)):
-                out[i] = y[0]
-    else: check_task(task)
+    elif task == "lowlight":
+        _degrade_lowlight8(clean8, params, seed, out)
+    else:
+        _degrade_crf8(clean8, params, out)
     return out
 
+# %% ../nbs/06_progressions.ipynb #h111
 def degrade_frames(task, clean, params, seed=0) -> torch.Tensor:
-    "Degrade one clean image `[3,H,W]` (rounded to 8 bits) once per parameter dict in `params` (from `frame_schedule`): `[N,3,H,W]`."
-    check_task(task); check_image(clean, "clean")
+    "Degrade one clean image `[3,H,W]` (rounded to 8 bits) once per dict of `params`: `[N,3,H,W]`."
+    check_task(task)
+    check_image(clean, "clean")
     out = np.empty((len(params), clean.shape[-2], clean.shape[-1], 3), np.uint8)
     return from_uint8_hwc(_degrade_uint8(task, to_uint8_hwc(clean), params, seed, out))
 
 # %% ../nbs/06_progressions.ipynb #c113
 def _progression_uint8(target8, task, strength, frames, seed, schedule, settings):
-    "The progression of the clean `uint8` image `target8` `[H,W,3]` as one `uint8` array `[T,H,W,3]`, and its per-frame parameters."
+    "The progression of the clean `uint8` image `target8` `[H,W,3]` as `uint8` `[T,H,W,3]`; its params."
     params = frame_schedule(task, strength, frames, schedule, width=target8.shape[1], seed=seed, **settings)
     out = np.empty((len(params), *target8.shape), np.uint8)
     _degrade_uint8(task, target8, params[:-1], seed, out[:-1])
     out[-1] = target8
     return out, params
 
+# %% ../nbs/06_progressions.ipynb #h114
 def make_progression(img, task, strength, frames=9, size=(1360, 768), seed=0, return_params=False,
                      schedule="linear", **settings):
     "A `[T,3,H,W]` video from the most degraded frame to the clean resized `img` (and frames' parameters)."
@@ -275,7 +299,8 @@ def require_validation(splits, names, limit=None):
 MANIFEST = "manifest.jsonl"
 PNG_COMPRESS_LEVEL = 1
 FRAME_FORMATS = ("png", "video")
-FRAMES_VIDEO = "frames.mkv"  # frame_format="video": all frames in one lossless Ut Video stream (Matroska)
+FRAMES_VIDEO = "frames.avi"  # frame_format="video": all frames in one lossless video
+LOSSLESS_CODEC = ("huffyuv", "rgb24", {"pred": "plane", "flags": "+bitexact"})  # codec, pixels, options
 PREVIEW_PRESET = "ultrafast"
 PREVIEW_SCALE = 0.5
 
@@ -297,17 +322,43 @@ def preview_size(size, scale=PREVIEW_SCALE) -> tuple:
     return tuple(size)
 
 # %% ../nbs/06_progressions.ipynb #c122
-def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET, preview_scale=1.0):
-    "Encode `uint8` frames `[T,H,W,3]` in one ffmpeg run: losslessly to `lossless` (Ut Video, Matroska) and/or to an H.264 mp4 `preview`."
+def _write_lossless(frames_uint8, path, fps):
+    "Write `uint8` frames `[T,H,W,3]` losslessly to `path` (`LOSSLESS_CODEC` in AVI) in this process."
+    import av
+    codec, pixels, options = LOSSLESS_CODEC
     T, H, W, _ = frames_uint8.shape
-    pw, ph = preview_size((W, H), preview_scale) if preview else (W, H)
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format="avi", options={"fflags": "+bitexact"}) as out:
+        stream = out.add_stream(codec, rate=rate, options=dict(options))
+        stream.width, stream.height, stream.pix_fmt = W, H, pixels
+        stream.thread_count = 1
+        for frame in frames_uint8:
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=pixels)
+            out.mux(stream.encode(image))
+        out.mux(stream.encode())
+
+def _write_preview(frames_uint8, path, fps, crf, preset, scale):
+    "Encode `uint8` frames `[T,H,W,3]` as an H.264 mp4 preview at `path`, at `scale` of their size."
+    T, H, W, _ = frames_uint8.shape
+    pw, ph = preview_size((W, H), scale)
     shrink = ["-vf", f"scale={pw}:{ph}:flags=area"] if (pw, ph) != (W, H) else []
-    outs = ((["-map", "0", "-c:v", "utvideo", "-pix_fmt", "gbrp", "-threads", "1", "-fflags", "+bitexact", str(lossless)] if lossless else [])
-            + (["-map", "0", *shrink, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1",
-                str(preview)] if preview else []))
-    if not outs: raise ValueError("write_sample_videos: give a `lossless` path, a `preview` path, or both")
-    run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-", *outs], lossless or preview,
-               stdin=memoryview(np.ascontiguousarray(frames_uint8)).cast("B"))
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", f"{fps:g}", "-i", "-"]
+    x264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", preset, "-crf", f"{crf:g}", "-threads", "1"]
+    frames = memoryview(np.ascontiguousarray(frames_uint8)).cast("B")
+    run_ffmpeg([*raw, *shrink, *x264, str(path)], path, stdin=frames)
+
+def write_sample_videos(frames_uint8, lossless=None, preview=None, fps=5, crf=18, preset=PREVIEW_PRESET,
+                        preview_scale=1.0):
+    "Encode `uint8` frames `[T,H,W,3]` losslessly to `lossless`, and/or as an mp4 `preview`."
+    if not lossless and not preview:
+        raise ValueError("write_sample_videos: give a `lossless` path, a `preview` path, or both")
+    T, H, W, _ = frames_uint8.shape
+    if preview:
+        preview_size((W, H), preview_scale)  # an odd full-size preview: refused before anything is written
+    if lossless:
+        _write_lossless(frames_uint8, lossless, fps)
+    if preview:
+        _write_preview(frames_uint8, preview, fps, crf, preset, preview_scale)
 
 # %% ../nbs/06_progressions.ipynb #c123
 def files_sha256(paths) -> str:
@@ -320,6 +371,14 @@ def files_sha256(paths) -> str:
     return h.hexdigest()
 
 # %% ../nbs/06_progressions.ipynb #c031
+def _append_record(path, record):
+    "Append `record` as one JSON line to the manifest at `path`, synced to disk."
+    line = json.dumps(record, default=str) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
 def _repair_manifest(path):
     "Cut a half-written last line (an interrupted append) from the manifest at `path`."
     if not path.is_file():
@@ -329,25 +388,7 @@ def _repair_manifest(path):
         with open(path, "r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
 
-def _append_record(path, record):
-    "Append `record` as one JSON line to the manifest at `path`, synced to disk."
-    line = json.dumps(record, default=str) + "\n"
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-def _write_sample(out_dir, sample_id, write_files):
-    "Write a sample by `write_files(tmp_folder) -> record` into a temp folder renamed into place; return it."
-    with atomic_dir(Path(out_dir) / "samples" / sample_id) as tmp:
-        return write_files(tmp)
-
-def _commit(out_dir, sample_id, write_files, manifest):
-    "`_write_sample`, then append the sample's record to `manifest`."
-    record = _write_sample(out_dir, sample_id, write_files)
-    _append_record(manifest, record)
-    return record
-
+# %% ../nbs/06_progressions.ipynb #h103
 def _manifest_lines(path) -> dict:
     "The JSON lines of a manifest as a dict id -> (line, record), the last line of each id ({}: no file)."
     path = Path(path)
@@ -366,6 +407,21 @@ def _manifest_lines(path) -> dict:
         out[r["id"]] = (line, r)
     return out
 
+def _n_records(manifest) -> int:
+    "How many samples the manifest at `manifest` records (0 when there is none)."
+    return len(_manifest_lines(manifest))
+
+# %% ../nbs/06_progressions.ipynb #h105
+def _absolute_paths(record, root) -> dict:
+    "`record` with its file paths (frames, pairs, videos) relative to `root` made absolute, in place."
+    for k in ("frames", "lq", "gt"):
+        if k in record:
+            record[k] = [str(root / p) for p in record[k]]
+    for k in ("preview", "video"):
+        if record.get(k):
+            record[k] = str(root / record[k])
+    return record
+
 def read_manifest(path, absolute=True) -> list:
     "The records of a manifest (`path`: the file or its folder), the last one per id, paths made absolute."
     path = Path(path)
@@ -377,20 +433,22 @@ def read_manifest(path, absolute=True) -> list:
         if shards:
             hint = f"it holds shard manifests ({', '.join(shards[:3])}): merge them (merge_shards)"
         raise FileNotFoundError(f"{path}: no manifest here ({hint})")
-    out = [r for _, r in _manifest_lines(path).values()]
+    records = [r for _, r in _manifest_lines(path).values()]
     if absolute:
-        root = path.parent
-        for r in out:
-            for k in ("frames", "lq", "gt"):
-                if k in r:
-                    r[k] = [str(root / p) for p in r[k]]
-            for k in ("preview", "video"):
-                if r.get(k):
-                    r[k] = str(root / r[k])
-    return out
+        records = [_absolute_paths(r, path.parent) for r in records]
+    return records
 
-def _n_records(manifest) -> int:
-    return len(_manifest_lines(manifest))
+# %% ../nbs/06_progressions.ipynb #h108
+def _write_sample(out_dir, sample_id, write_files):
+    "Write a sample by `write_files(tmp_folder) -> record` into a temp folder renamed into place; return it."
+    with atomic_dir(Path(out_dir) / "samples" / sample_id) as tmp:
+        return write_files(tmp)
+
+def _commit(out_dir, sample_id, write_files, manifest):
+    "`_write_sample`, then append the sample's record to `manifest`."
+    record = _write_sample(out_dir, sample_id, write_files)
+    _append_record(manifest, record)
+    return record
 
 # %% ../nbs/06_progressions.ipynb #c128
 PSNR_DIPS = "psnr_dips.json"
@@ -458,8 +516,8 @@ class ProgressionConfig(_Config):
     seed: int = 0
     level_schedule: str | list = "linear"  # a name of LEVEL_SCHEDULES, or `frames` weights from 1 to 0
     degradations: dict = field(default_factory=dict)  # task -> {setting: value}, over TASK_DEFAULTS
-    frame_format: str = "png"           # "png" or "video" (one lossless mkv per sample)
-    preview: bool = True
+    frame_format: str = "png"           # "png" or "video" (one lossless video per sample)
+    preview: bool = True                # an mp4 of each video, to look at (not needed for training)
     preview_scale: float = PREVIEW_SCALE
     prompt_types: tuple = ("uniform", "scene")
     split: str = "auto"                 # "auto", "official" or "seeded" (see Splits)
@@ -808,10 +866,11 @@ def _source_path(src):
         return None
     return str(Path(src[0]).parent if isinstance(src, (list, tuple)) else Path(src))
 
-def _load_source(src, max_pixels=None) -> torch.Tensor:
+def _load_source(src, max_pixels=None):
+    "A source's image: a given tensor, checked; a file read straight to `uint8` `[H,W,3]` (`load_image8`)."
     if isinstance(src, torch.Tensor):
         return check_image(src, "source image")
-    return load_image(src, max_pixels=max_pixels)
+    return load_image8(src, max_pixels=max_pixels)
 
 # %% ../nbs/06_progressions.ipynb #c053
 def progression_sources(source="samples", images=None) -> tuple:
@@ -823,40 +882,68 @@ def progression_sources(source="samples", images=None) -> tuple:
 
 # %% ../nbs/06_progressions.ipynb #c155
 def _psnr_to_clean_uint8(arr, rows=32) -> list:
-    "PSNR (dB) of each `uint8` frame `[T,H,W,3]` but the last to the last, from exact integer errors (what `metrics.psnr` gives)."
-    last, out = arr[-1].reshape(len(arr[-1]), -1), []
-    d, sq = np.empty((rows, last.shape[1]), np.int16), np.empty((rows, last.shape[1]), np.float32)
-    for f in arr[:-1]:
-        f, sse = f.reshape(last.shape), 0
-        for r in range(0, len(last), rows):  # strips that stay in cache; squares < 2**24 are exact in float32, sums in float64
-            a, b = f[r:r + rows], last[r:r + rows]
-            np.subtract(a, b, out=d[:len(a)], dtype=np.int16); np.multiply(d[:len(a)], d[:len(a)], out=sq[:len(a)], dtype=np.float32)
-            sse += int(sq[:len(a)].sum(dtype=np.float64))
-        out.append(float("inf") if sse == 0 else 10 * math.log10(f.size * 255 ** 2 / sse))
+    "PSNR (dB) of each `uint8` frame `[T,H,W,3]` but the last to the last, from exact integer errors."
+    last = arr[-1].reshape(len(arr[-1]), -1)
+    d = np.empty((rows, last.shape[1]), np.int32)
+    out = []
+    for frame in arr[:-1]:
+        frame, sse = frame.reshape(last.shape), 0
+        for r in range(0, len(last), rows):
+            a, b = frame[r:r + rows], last[r:r + rows]
+            n = len(a)
+            np.subtract(a, b, out=d[:n], dtype=np.int32)
+            np.multiply(d[:n], d[:n], out=d[:n])
+            sse += int(d[:n].sum(dtype=np.int64))
+        out.append(float("inf") if sse == 0 else 10 * math.log10(frame.size * 255 ** 2 / sse))
     return out
 
-def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, captioner, refiner, prompt_types):
-    "Write one progression video of the clean 8-bit `target` into the folder `tmp`; return its manifest record."
-    seed = video_seed(P["seed"], name, task, strength_name(strength))
-    arr, params = _progression_uint8(target, task, strength, P["frames"], seed, P["schedule"], P["settings"].get(task, {}))
-    as_video, preview = P.get("frame_format", "png") == "video", tmp / "preview.mp4" if P["preview"] else None
-    if as_video: names = [FRAMES_VIDEO]
-    else:
-        names = [f"frame_{t:02d}.png" for t in range(len(arr))]
-        for f, n in zip(arr, names): save_png(f, tmp / n)
+# %% ../nbs/06_progressions.ipynb #h117
+def _write_frames(tmp, arr, P) -> list:
+    "Write the frames `arr` into `tmp` (PNGs or one lossless video, and the preview); their file names."
+    as_video = P.get("frame_format", "png") == "video"
+    preview = tmp / "preview.mp4" if P["preview"] else None
+    names = [FRAMES_VIDEO] if as_video else [f"frame_{t:02d}.png" for t in range(len(arr))]
+    if not as_video:
+        for frame, n in zip(arr, names):
+            save_png(frame, tmp / n)
     if as_video or preview:
-        write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"], preview_scale=P.get("preview_scale", 1.0))
+        write_sample_videos(arr, tmp / FRAMES_VIDEO if as_video else None, preview, fps=P["fps"],
+                            preview_scale=P.get("preview_scale", 1.0))
+    return names
+
+def _sample_prompts(frame0, task, prompt_types, captioner=None, refiner=None) -> dict:
+    "The prompts of a video whose degraded first frame is `frame0` (`uint8` `[H,W,3]`), by prompt type."
     prompts = {}
-    if "uniform" in prompt_types: prompts["uniform"] = dict(text=uniform_prompt(task), source="uniform")
-    if "scene" in prompt_types: prompts["scene"] = scene_prompt(from_uint8_hwc(arr[0]), task, captioner=captioner, refiner=refiner)
+    if "uniform" in prompt_types:
+        prompts["uniform"] = dict(text=uniform_prompt(task), source="uniform")
+    if "scene" in prompt_types:
+        prompts["scene"] = scene_prompt(from_uint8_hwc(frame0), task, captioner=captioner, refiner=refiner)
+    return prompts
+
+def _stored_files(sid, names, frame_count, preview) -> dict:
+    "The record's paths of sample `sid`'s files: the frames, or the video and its frame count; the preview."
+    if names == [FRAMES_VIDEO]:
+        stored = dict(video=f"samples/{sid}/{FRAMES_VIDEO}", frame_count=frame_count)
+    else:
+        stored = dict(frames=[f"samples/{sid}/{n}" for n in names])
+    return dict(stored, preview=f"samples/{sid}/preview.mp4" if preview else None)
+
+# %% ../nbs/06_progressions.ipynb #h119
+def _progression_sample(tmp, sid, name, src, target, task, strength, split, P, captioner, refiner,
+                        prompt_types):
+    "Write one progression video of the clean 8-bit `target` into the folder `tmp`; return its record."
+    seed = video_seed(P["seed"], name, task, strength_name(strength))
+    settings = P["settings"].get(task, {})
+    arr, params = _progression_uint8(target, task, strength, P["frames"], seed, P["schedule"], settings)
+    names = _write_frames(tmp, arr, P)
     files = [tmp / n for n in names] + ([tmp / "preview.mp4"] if P["preview"] else [])
-    stored = (dict(video=f"samples/{sid}/{FRAMES_VIDEO}", frame_count=len(arr)) if names == [FRAMES_VIDEO]
-              else dict(frames=[f"samples/{sid}/{n}" for n in names]))
-    return dict(id=sid, source=name, source_path=None if isinstance(src, torch.Tensor) else str(src), task=task,
-                strength=strength_name(strength), level=strength_level(strength), split=split, size=list(P["size"]),
-                fps=P["fps"], seed=seed, schedule=P["schedule"], params=params, psnr_to_clean=_psnr_to_clean_uint8(arr),
-                prompts=prompts, prompt_image="frame 0 (degraded)", **stored,
-                preview=f"samples/{sid}/preview.mp4" if P["preview"] else None, sha256=files_sha256(files))
+    return dict(id=sid, source=name, source_path=_source_path(src), task=task,
+                strength=strength_name(strength), level=strength_level(strength), split=split,
+                size=list(P["size"]), fps=P["fps"], seed=seed, schedule=P["schedule"], params=params,
+                psnr_to_clean=_psnr_to_clean_uint8(arr),
+                prompts=_sample_prompts(arr[0], task, prompt_types, captioner, refiner),
+                prompt_image="frame 0 (degraded)", **_stored_files(sid, names, len(arr), P["preview"]),
+                sha256=files_sha256(files))
 
 # %% ../nbs/06_progressions.ipynb #c157
 def _source_samples(out_dir, name, src, todo, split, P, captioner=None, refiner=None, manifest=None,
@@ -865,7 +952,7 @@ def _source_samples(out_dir, name, src, todo, split, P, captioner=None, refiner=
     if threads:
         torch.set_num_threads(threads)
     try:
-        target = clean_target8(_load_source(src, max_pixels), tuple(P["size"]))  # once for all its videos
+        target = clean_target8(_load_source(src, max_pixels), tuple(P["size"]))  # once for its videos
     except (ValueError, FileNotFoundError, OSError, TypeError) as e:
         return [], dict(source=name, path=_source_path(src), reason=str(e))
     records = []
@@ -896,7 +983,7 @@ def _assign_splits(src, split, rule, official, val_fraction, seed) -> tuple:
     return {n: given[n] for n in src}, "given"
 
 def _split_argument(split, settings):
-    "A builder's `split`: a rule name sets the config's rule (None returned); 'train', 'val' or a dict is returned."
+    "A builder's `split`: a rule name sets the config's rule (None returned); 'train', 'val', a dict returned."
     if isinstance(split, str) and split in SPLIT_RULES:
         settings["split"] = split
         return None
@@ -970,47 +1057,54 @@ def _progression_jobs(plan, done) -> tuple:
     return jobs, skipped
 
 # %% ../nbs/06_progressions.ipynb #c162
-def _run_progression_jobs(plan, jobs, fingerprints, manifest, progress) -> tuple:
-    "Build `jobs` in this process or in `cfg.workers` processes; return (videos built, failures)."
-    cfg, t0 = plan.cfg, time.time()
-    built, failed = 0, []
-    def args(name, todo):
-        return (plan.out_dir, name, plan.src[name], todo, plan.splits[name], plan.P, plan.captioner,
-                plan.refiner)
-    def extra(name):
-        return dict(source_sha256=fingerprints.get(name), max_pixels=cfg.max_image_pixels)
-    def account(k, records, failure):
-        nonlocal built
-        built += len(records)
-        if failure:
-            if cfg.on_error == "raise":
-                raise ValueError(failure["reason"])
-            failed.append(failure)
-        if progress:
-            print(f"{k + 1}/{len(jobs)} sources, {built} videos built ({time.time() - t0:.0f} s)")
-    if cfg.workers == 1:
-        before = torch.get_num_threads()
-        try:
-            if cfg.threads:
-                torch.set_num_threads(cfg.threads)
-            for k, (name, todo) in enumerate(jobs):
-                account(k, *_source_samples(*args(name, todo), manifest=manifest, **extra(name)))
-        finally:
-            torch.set_num_threads(before)
-        return built, failed
-    # sources in parallel processes; records appended in source order, so the manifest is a serial build's
+def _job_args(plan, fingerprints, name, todo) -> tuple:
+    "The arguments and keywords of `_source_samples` for the videos `todo` of source `name`."
+    args = (plan.out_dir, name, plan.src[name], todo, plan.splits[name], plan.P, plan.captioner,
+            plan.refiner)
+    return args, dict(source_sha256=fingerprints.get(name), max_pixels=plan.cfg.max_image_pixels)
+
+def _results_in_process(plan, jobs, fingerprints, manifest):
+    "Build `jobs` one after the other in this process, each recorded as built: yield (records, failure)."
+    before = torch.get_num_threads()
+    try:
+        if plan.cfg.threads:
+            torch.set_num_threads(plan.cfg.threads)
+        for name, todo in jobs:
+            args, kw = _job_args(plan, fingerprints, name, todo)
+            yield _source_samples(*args, manifest=manifest, **kw)
+    finally:
+        torch.set_num_threads(before)
+
+def _results_in_workers(plan, jobs, fingerprints, manifest):
+    "Build `jobs` in `cfg.workers` processes, recorded in source order: yield (records, failure)."
     import concurrent.futures, multiprocessing
     from progressive_ir.progressions import _source_samples as work  # importable by the spawned workers
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
+    threads = plan.cfg.threads or max(1, (os.cpu_count() or 1) // plan.cfg.workers)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(cfg.workers, mp_context=context) as pool:
-        futures = [pool.submit(work, *args(name, todo), threads=threads, **extra(name))
-                   for name, todo in jobs]
-        for k, fut in enumerate(futures):
+    with concurrent.futures.ProcessPoolExecutor(plan.cfg.workers, mp_context=context) as pool:
+        futures = []
+        for name, todo in jobs:
+            args, kw = _job_args(plan, fingerprints, name, todo)
+            futures.append(pool.submit(work, *args, threads=threads, **kw))
+        for fut in futures:
             records, failure = fut.result()
             for r in records:
                 _append_record(manifest, r)
-            account(k, records, failure)
+            yield records, failure
+
+def _run_progression_jobs(plan, jobs, fingerprints, manifest, progress) -> tuple:
+    "Build `jobs` in this process or in `cfg.workers` processes; return (videos built, failures)."
+    run = _results_in_process if plan.cfg.workers == 1 else _results_in_workers
+    built, failed, t0 = 0, [], time.time()
+    with contextlib.closing(run(plan, jobs, fingerprints, manifest)) as results:
+        for k, (records, failure) in enumerate(results):
+            built += len(records)
+            if failure and plan.cfg.on_error == "raise":
+                raise ValueError(failure["reason"])
+            if failure:
+                failed.append(failure)
+            if progress:
+                print(f"{k + 1}/{len(jobs)} sources, {built} videos built ({time.time() - t0:.0f} s)")
     return built, failed
 
 # %% ../nbs/06_progressions.ipynb #c163

@@ -11,7 +11,6 @@ import pytest
 from style_report import LIMITS, NBS, library_notebooks, notebook_figures, table, violations
 
 NOT_YET = {
-    "06_progressions": "a 7-function cell (manifest), lines over 120, 2 semicolons, 3 one-liners in loops",
     "10_cogvideo": "crowded export cells, lines over 120, semicolons, one-liners in loops, 32% unshown",
 }
 
