@@ -213,7 +213,7 @@ def crop_grid(images: dict, box=None, reference="clean", path=None, title=None, 
     if title: fig.suptitle(title)
     return _finish(fig, path)
 
-# %% ../nbs/08_report.ipynb #bd5be255
+# %% ../nbs/08_report.ipynb #ac278984
 def _per_epoch(rows, metric: str) -> tuple:
     "From `train.fit` history rows: (epochs, mean training loss) and (epochs, `metric` of the evaluations)."
     import pandas as pd

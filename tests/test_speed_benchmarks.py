@@ -64,7 +64,7 @@ def test_progression_speed_quick_run_records_runs_load_and_phases(tmp_path):
     assert run["videos"] == 2 * 3 * 2 and run["cpu_seconds_per_video"] > 0
     assert {"loadavg_1_5_15_before", "loadavg_1_5_15_after", "other_processes_cores_mean"} <= set(run["machine_load"])
     phases = r["phases"]["phases"]
-    assert {"load PNG", "degrade lowlight", "PSNR records", "lossless + preview (one ffmpeg run, as built)"} <= set(phases)
+    assert {"load PNG", "degrade lowlight", "PSNR records", "lossless video alone", "lossless + preview (as built with a preview)"} <= set(phases)
     assert phases["degrade blur"]["cpu_seconds_per_video_of_this_task"] > 0
     assert r["phases"]["videos"] == 6 and r["settings"]["quick"]
     assert r["summary"]["paper set, goal minutes"] == 15.0 and "CPU-s per video: degrade blur" in r["summary"]
