@@ -25,11 +25,11 @@ from .sources import image_folder
 # %% auto #0
 __all__ = ['TASKS', 'STRENGTHS', 'STRENGTH_LEVELS', 'LEVEL_SCHEDULES', 'TASK_DEFAULTS', 'MAX_UPSCALE', 'SPLIT_RULES', 'MANIFEST',
            'PNG_COMPRESS_LEVEL', 'FRAME_FORMATS', 'FRAMES_VIDEO', 'LOSSLESS_CODEC', 'PREVIEW_PRESET', 'PREVIEW_SCALE',
-           'PSNR_DIPS', 'DATASET_RECORD', 'RECORD_FORMAT', 'check_task', 'strength_level', 'strength_name',
-           'degradation_levels', 'task_settings', 'video_seed', 'frame_params', 'frame_schedule', 'clean_target8',
-           'clean_target', 'degrade_frames', 'make_progression', 'assign_splits', 'split_sources', 'require_validation',
-           'save_png', 'preview_size', 'write_sample_videos', 'files_sha256', 'read_manifest', 'psnr_dips',
-           'ProgressionConfig', 'file_sha256', 'source_fingerprint', 'record_differences', 'claim_dataset',
+           'PSNR_DIPS', 'DATASET_RECORD', 'RECORD_FORMAT', 'PAIR_SPLIT_RULES', 'check_task', 'strength_level',
+           'strength_name', 'degradation_levels', 'task_settings', 'video_seed', 'frame_params', 'frame_schedule',
+           'clean_target8', 'clean_target', 'degrade_frames', 'make_progression', 'assign_splits', 'split_sources',
+           'require_validation', 'save_png', 'preview_size', 'write_sample_videos', 'files_sha256', 'read_manifest',
+           'psnr_dips', 'ProgressionConfig', 'file_sha256', 'source_fingerprint', 'record_differences', 'claim_dataset',
            'parse_shard', 'shard_tag', 'shard_names', 'build_lock', 'progression_sources', 'build_progression_dataset',
            'CrfPairsConfig', 'crf_pair_sources', 'build_crf_pairs', 'merge_shards', 'read_frames',
            'ProgressionVideoDataset', 'PairDataset', 'build_progressions', 'DataConfig']
@@ -1152,6 +1152,8 @@ def build_progression_dataset(out_dir, sources=None, config=None, *, split=None,
         return _finish_unit(plan, manifest, built, skipped, failed, t0)
 
 # %% ../nbs/06_progressions.ipynb #c172
+PAIR_SPLIT_RULES = SPLIT_RULES + ("held_back",)
+
 @dataclass
 class CrfPairsConfig(_Config):
     "Every setting of a set of compressed/original frame pairs (paper B): which clips, how coded and split."
@@ -1163,17 +1165,22 @@ class CrfPairsConfig(_Config):
     preset: str = "medium"
     size: tuple | None = None           # (width, height) of the frames (cover + centre crop); None: native
     max_frames: int | None = None       # the first frames of each clip; None: all
-    split: str = "seeded"               # "seeded" (the paper's 4:1), "official" (DAVIS 2016's), "auto"
+    split: str = "seeded"               # PAIR_SPLIT_RULES: "seeded" (the paper's 4:1), "official" (DAVIS
+                                        # 2016's), "auto", "held_back" (each clip's last frames are 'val')
     val_fraction: float = 0.2
     seed: int = 0
     on_error: str = "skip"              # an unreadable clip: "skip" it (and record why) or "raise"
+    unseen: list | None = None          # with "held_back": clips kept whole for a 'test' split, never trained on
 
     def __post_init__(self):
         if isinstance(self.crf, bool) or not isinstance(self.crf, (int, float)) or not 0 <= self.crf <= 51:
             raise ValueError(f"crf: expected a number in 0..51, got {self.crf!r}")
         _check_choice(self.codec, "codec", ("libx264", "libx265"))
-        _check_choice(self.split, "split", SPLIT_RULES)
+        _check_choice(self.split, "split", PAIR_SPLIT_RULES)
         _check_choice(self.on_error, "on_error", ("skip", "raise"))
+        if self.unseen and self.split != "held_back":
+            raise ValueError(f"unseen: {self.unseen} is only used with split='held_back', got split={self.split!r}")
+        self.unseen = sorted(self.unseen) if self.unseen else None
         if self.size is not None:
             self.size = _check_size(self.size)
         _positive_int(self.max_frames, "max_frames", none_ok=True)
@@ -1186,7 +1193,8 @@ class CrfPairsConfig(_Config):
         "The settings that decide the pairs' content: what a data folder records and compares."
         size = list(self.size) if self.size else None
         return dict(crf=self.crf, codec=self.codec, preset=self.preset, size=size, max_frames=self.max_frames,
-                    split=split or self.split, val_fraction=self.val_fraction, seed=self.seed, **more)
+                    split=split or self.split, val_fraction=self.val_fraction, seed=self.seed,
+                    **({"unseen": self.unseen} if self.unseen else {}), **more)
 
 # %% ../nbs/06_progressions.ipynb #c174
 def crf_pair_sources(source="samples", videos=None, resolution="480p", split="seeded") -> tuple:
@@ -1195,7 +1203,7 @@ def crf_pair_sources(source="samples", videos=None, resolution="480p", split="se
     if source == "samples":
         return sample_videos(videos), None
     clips = davis_sequences(source, resolution, videos)
-    if split == "seeded":
+    if split in ("seeded", "held_back"):
         return clips, None
     try:
         return clips, davis_split(source, resolution)
@@ -1231,6 +1239,16 @@ def _pair_sample(tmp, sid, name, src, frames, first, split, P):
                 size=[frames.shape[-1], frames.shape[-2]], lq=[f"samples/{sid}/lq/{n}" for n in names],
                 gt=[f"samples/{sid}/gt/{n}" for n in names], sha256=files_sha256(files))
 
+def _held_back_splits(clips, unseen=None) -> dict:
+    "The 'held_back' rule: every clip in two blocks in time (train, then val), the `unseen` clips whole in 'test'."
+    missing = sorted(set(unseen or ()) - set(clips))
+    if missing:
+        raise ValueError(f"unseen: {missing} are not among the clips {sorted(clips)}")
+    splits = {n: "test" if n in (unseen or ()) else "blocks" for n in clips}
+    if "blocks" not in splits.values():
+        raise ValueError(f"unseen: all {len(clips)} clips are unseen; none is left to train on")
+    return splits
+
 def _pair_blocks(name, frames, split, val_fraction) -> list:
     "The samples (id, first frame, frames, split) of one clip: the whole clip, or two blocks of a lone clip."
     if split != "blocks":
@@ -1257,11 +1275,13 @@ def _plan_pairs(out_dir, videos, cfg, split, shard):
     if not clips:
         raise ValueError("videos: no clips given")
     one_clip = len(clips) == 1 and split is None and (cfg.split == "seeded" or official is None)
-    if one_clip:
+    if cfg.split == "held_back" and split is None:
+        splits, rule = _held_back_splits(clips, cfg.unseen), "held_back"
+    elif one_clip:
         splits, rule = {n: "blocks" for n in clips}, "seeded"
     else:
         splits, rule = _assign_splits(clips, split, cfg.split, official, cfg.val_fraction, cfg.seed)
-    if rule != "given" and not one_clip:
+    if rule not in ("given", "held_back") and not one_clip:
         require_validation(splits, list(clips))
     unit = shard_names(list(clips), shard)
     sources_record = {n: dict(path=_source_path(s), split=splits[n]) for n, s in clips.items()}
