@@ -405,14 +405,14 @@ def base_transformer(base: dict):
         return None
 
 # %% ../nbs/12_restore.ipynb #c051
-def resolve_base(base: dict, dtype=None, scheduler=None) -> dict:
+def resolve_base(base: dict, dtype=None, sampler=None) -> dict:
     "`base` with the seed of a random preset, the dtype and the sampler it will be loaded with."
     preset = base.get("preset")
     if dtype is None:  # cogvideo.load_pipeline's default: float32 for the tiny preset, else bfloat16
         dtype = torch.float32 if preset == "tiny" else torch.bfloat16
     seed = (base.get("seed") or 0) if preset else None
     name = str(dtype).removeprefix("torch.")
-    return dict(base, seed=seed, dtype=name, scheduler=scheduler or "the model's")
+    return dict(base, seed=seed, dtype=name, sampler=sampler or "the model's")
 
 # %% ../nbs/12_restore.ipynb #c053
 @dataclasses.dataclass
@@ -428,10 +428,10 @@ def _load_lora_pipeline(record: dict, base: dict, device=None, offload: bool = F
     meta = base_transformer(base)
     if meta is not None:
         check_lora_fits(meta, record, base)
-    scheduler = None if base["scheduler"] == "the model's" else base["scheduler"]
+    sampler = None if base["sampler"] == "the model's" else base["sampler"]
     pipe = cogvideo.load_pipeline(model=base["model"], preset=base["preset"],
                                   dtype=getattr(torch, base["dtype"]), device=device, offload=offload,
-                                  vae_slicing=vae_slicing, vae_tiling=vae_tiling, scheduler=scheduler,
+                                  vae_slicing=vae_slicing, vae_tiling=vae_tiling, sampler=sampler,
                                   seed=base["seed"] or 0)
     check_lora_fits(pipe.transformer, record, base)
     cogvideo.load_lora(pipe, record["path"])
@@ -439,10 +439,10 @@ def _load_lora_pipeline(record: dict, base: dict, device=None, offload: bool = F
 
 def open_lora_pipeline(lora, model=None, preset=None, device=None, dtype=None,
                        offload: bool = False, vae_slicing: bool = True, vae_tiling: bool = False,
-                       scheduler=None) -> LoraPipeline:
+                       sampler=None) -> LoraPipeline:
     "The base model of the LoRA `lora` (recorded, or `model`/`preset`) with the LoRA loaded."
     record = lora_record(lora)
-    base = resolve_base(choose_base(record, model, preset), dtype, scheduler)
+    base = resolve_base(choose_base(record, model, preset), dtype, sampler)
     return _load_lora_pipeline(record, base, device, offload, vae_slicing, vae_tiling)
 
 # %% ../nbs/12_restore.ipynb #c058
@@ -607,7 +607,7 @@ def _prompt_setting(prompting: dict):
 
 def _image_settings(base: dict, lora: dict, src, opts: dict, prompting: dict) -> dict:
     "Everything the outputs of one input depend on; a rerun with equal settings skips it."
-    base = {k: base.get(k) for k in ("model", "preset", "seed", "dtype", "scheduler")}
+    base = {k: base.get(k) for k in ("model", "preset", "seed", "dtype", "sampler")}
     return _plain(dict(input=_input_id(src), base=base, lora=lora["sha1"],
                        prompt=_prompt_setting(prompting), **opts))
 
@@ -647,7 +647,7 @@ def _image_record(lp, name, img, prompt, fit, restored, settings, paths, seconds
     sampling = {k: settings[k] for k in ("seed", "steps", "guidance", "frames", "fps")}
     outputs = {k: p.name for k, p in paths.items() if k != "record"}
     return dict(name=name, input=settings["input"], task=settings["task"], prompt=prompt,
-                base_model=lp.base, lora=lora, **sampling, scheduler=type(lp.pipe.scheduler).__name__,
+                base_model=lp.base, lora=lora, **sampling, sampler=type(lp.pipe.scheduler).__name__,
                 sizes=sizes, outputs=outputs,
                 label=random_weights_label(lp.base), settings=settings, commit=git_commit(),
                 device=_device_name(lp.pipe._execution_device), versions=_versions(),
@@ -698,7 +698,7 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
                   captioner=None, refiner=None, steps: int = 50, guidance: float = 6.0, seed: int = 0,
                   frames: int = 9, work_size=None, output_size: str = "input", fps: int = 5,
                   model=None, preset=None, device=None, dtype=None, offload: bool = False,
-                  vae_slicing: bool = True, vae_tiling: bool = False, scheduler=None,
+                  vae_slicing: bool = True, vae_tiling: bool = False, sampler=None,
                   overwrite: bool = False, progress: bool = True) -> list:
     "Restore images with CogVideoX + LoRA (paper A): the last frame, trajectory, JSON record each."
     from tqdm.auto import tqdm
@@ -710,7 +710,7 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
     if given and (model or preset):
         raise ValueError("model and preset: the LoraPipeline given holds its base model already")
     record = given.lora if given else lora_record(lora)
-    base = given.base if given else resolve_base(choose_base(record, model, preset), dtype, scheduler)
+    base = given.base if given else resolve_base(choose_base(record, model, preset), dtype, sampler)
     opts["work_size"] = list(opts["work_size"] or record["train_size"] or DEFAULT_WORK_SIZE)
     jobs = [_image_job(n, s, Path(out_dir), base, record, opts, prompting, overwrite)
             for n, s in inputs.items()]
@@ -1112,7 +1112,7 @@ def _sampling_arguments(g, d: dict):
     g.add_argument("--guidance", type=float, help=f"guidance scale (default: {d['guidance']})")
     g.add_argument("--seed", type=int, help=f"sampling seed (default: {d['seed']})")
     g.add_argument("--frames", type=int, help=f"trajectory frames, 8k + 1 (default: {d['frames']})")
-    g.add_argument("--scheduler", choices=list(cogvideo.SCHEDULERS), help="sampler (default: the "
+    g.add_argument("--sampler", choices=list(cogvideo.SAMPLERS), help="sampler (default: the "
                    "model's)")
 
 def _image_arguments(p):
@@ -1162,7 +1162,7 @@ def _video_arguments(p):
                    f"must fill (default: {d['min_loaded']})")
 
 IMAGE_FLAGS = ("task", "model", "preset", "prompt", "scene", "captioner", "refiner", "steps",
-               "guidance", "seed", "frames", "work_size", "output_size", "fps", "scheduler", "dtype",
+               "guidance", "seed", "frames", "work_size", "output_size", "fps", "sampler", "dtype",
                "cpu_offload", "vae_tiling", "no_vae_slicing")
 VIDEO_FLAGS = ("reference", "batch_size", "precision", "tile", "overlap", "crf", "channels_last",
                "trust_pickle", "min_loaded")
@@ -1250,7 +1250,7 @@ def _run_images(args) -> int:
     if args.task is None:
         raise ValueError(f"--task: required with --lora (one of {', '.join(UNIFORM_PROMPTS)})")
     kw = _given(args, ("model", "preset", "prompt", "steps", "guidance", "seed", "frames",
-                       "work_size", "output_size", "fps", "scheduler"))
+                       "work_size", "output_size", "fps", "sampler"))
     memory = dict(offload=bool(args.cpu_offload), vae_slicing=not args.no_vae_slicing,
                   vae_tiling=bool(args.vae_tiling))
     records = restore_image(args.inputs, args.task, args.lora, out_dir=args.out or "restored",

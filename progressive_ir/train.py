@@ -31,7 +31,7 @@ __all__ = ['PRECISIONS', 'LR_SCHEDULES', 'CHECKPOINT_FORMAT', 'MANIFEST_NAME', '
            'find_resume_checkpoint', 'write_history', 'plot_curves', 'fit', 'l1_step', 'TinyRestorer', 'noisy_pairs',
            'freeze_unused', 'checkpoint_blocks', 'uncheckpoint_blocks', 'saved_activation_bytes', 'evaluate_restorer',
            'evaluate_pairs', 'restoration_eval_fn', 'allinone_degrade', 'allinone_pairs', 'read_history',
-           'starting_model', 'regime_model', 'count_parameters', 'regime_network', 'training_memory',
+           'identity_start', 'starting_model', 'regime_model', 'count_parameters', 'regime_network', 'training_memory',
            'measure_training_memory', 'regime_costs', 'train_regime', 'results_table', 'crf_pairs_of_images',
            'assert_memorises', 'tiny_regime_fit']
 
@@ -1195,12 +1195,21 @@ def _official_record(path, info, model: nn.Module) -> dict:
                 kind=info.get("kind"), label=label)
 
 # %% ../nbs/09_train.ipynb #c057d
-def _stand_in(config, train_pairs, cfg, patch, batch_size, repeats) -> tuple:
+def identity_start(model: PromptIR) -> PromptIR:
+    "Zero PromptIR's output convolution: the network adds its input back, so it starts as the identity."
+    nn.init.zeros_(model.output.weight)
+    if model.output.bias is not None:
+        nn.init.zeros_(model.output.bias)
+    return model
+
+def _stand_in(config, train_pairs, cfg, patch, batch_size, repeats, identity=False) -> tuple:
     "Train (or reload) the stand-in starting model in `cfg.out_dir/model`: the model, its record."
     folder = Path(cfg.out_dir) / "model"
     if not (folder / "config.json").is_file():
         torch.manual_seed(cfg.seed)
         model = freeze_unused(PromptIR(config))
+        if identity:
+            identity_start(model)
         data = RandomPatches(train_pairs, patch, flips=True, seed=cfg.seed, repeats=repeats)
         res = fit(model, data, l1_step, cfg, batch_size=batch_size)
         if not res["finished"]:
@@ -1215,7 +1224,7 @@ def _stand_in(config, train_pairs, cfg, patch, batch_size, repeats) -> tuple:
 
 def starting_model(official_checkpoint=None, config: PromptIRConfig | None = None, train_pairs=None,
                    cfg: TrainConfig | None = None, patch: int | None = None, batch_size: int = 8,
-                   repeats: int = 1, trust_pickle: bool = False):
+                   repeats: int = 1, trust_pickle: bool = False, identity_init: bool = False):
     "The model every regime starts from, and a record of where it comes from (authors', stand-in)."
     config = config or PromptIRConfig.paper()
     if official_checkpoint:  # the authors' network: `config` must be the paper's (the default)
@@ -1225,7 +1234,7 @@ def starting_model(official_checkpoint=None, config: PromptIRConfig | None = Non
     if cfg is None or train_pairs is None:
         raise ValueError("official_checkpoint: not given, so train_pairs and cfg are needed to "
                          "train the stand-in")
-    return _stand_in(config, train_pairs, cfg, patch, batch_size, repeats)
+    return _stand_in(config, train_pairs, cfg, patch, batch_size, repeats, identity_init)
 
 # %% ../nbs/09_train.ipynb #c061
 REGIMES = {"none": "No Retrained", "full": "Full-Parameter Retrained",
