@@ -9,15 +9,15 @@ from pathlib import Path
 import yaml
 from .core import (PROFILES, experiments_dir, load_profile, profile_table, setting_types,
                                  check_setting, closest_settings, read_yaml, record_failure,
-                                 repo_root, runs_root, write_json, env_info)
+                                 repo_root, runs_root, write_json, env_info, atomic_dir)
 from .progressions import parse_shard
 from .restore import add_restore_parser, run_restore
 
 # %% auto #0
-__all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'SUITES', 'QUARTO_HELP', 'list_experiments',
+__all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'PUBLISHED', 'SUITES', 'QUARTO_HELP', 'list_experiments',
            'select_experiments', 'parse_overrides', 'plan_overrides', 'run_experiment', 'figures_as_text', 'reproduce',
-           'format_summary', 'describe_settings', 'describe_experiments', 'bench_scripts', 'run_bench', 'run_suite',
-           'build_docs', 'build_parser', 'main']
+           'format_summary', 'publish_results', 'describe_settings', 'describe_experiments', 'bench_scripts',
+           'run_bench', 'run_suite', 'build_docs', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c006
 DATA_EXPERIMENTS = ("01_progression_data",)
@@ -204,6 +204,24 @@ def format_summary(summary) -> str:
     lines.append(f"failed: {', '.join(failed)}" if failed else "all experiments finished")
     return "\n".join(lines)
 
+# %% ../nbs/11_cli.ipynb #410b867c
+PUBLISHED = (".json", ".png", ".md", ".csv")
+
+def publish_results(profile: str, runs=None, dest=None, max_bytes: int = 2_000_000) -> Path:
+    "Copy the summaries and figures of `<runs>/<profile>/<experiment>/` to `<dest>/<profile>/`; the folder."
+    src = Path(runs or runs_root()) / profile
+    if not (src / "reproduce.json").is_file():
+        raise FileNotFoundError(f"{src}: no reproduce.json; run `progressive-ir reproduce --profile {profile}` first")
+    out = Path(dest or (repo_root() or Path.cwd()) / "results") / profile
+    with atomic_dir(out) as tmp:
+        shutil.copy2(src / "reproduce.json", tmp / "reproduce.json")
+        for exp in sorted(p for p in src.iterdir() if p.is_dir() and p.name in list_experiments()):
+            files = [f for f in exp.iterdir() if f.suffix in PUBLISHED and f.stat().st_size <= max_bytes]
+            (tmp / exp.name).mkdir()
+            for f in sorted(files):
+                shutil.copy2(f, tmp / exp.name / f.name)
+    return out
+
 # %% ../nbs/11_cli.ipynb #c035
 def _yaml_block(d: dict) -> str:
     "`d` as block YAML in its own order, short lists on one line."
@@ -345,7 +363,7 @@ def _add_run_parsers(sub):
 
 # %% ../nbs/11_cli.ipynb #c059
 def _add_tool_parsers(sub):
-    "Add `bench`, `docs` and `list`."
+    "Add `bench`, `docs`, `list` and `publish`."
     b = sub.add_parser("bench", help="run benchmark scripts in bench/ (they write bench/results/*.json)",
                        description="run benchmark scripts in bench/, or a suite of them")
     b.add_argument("names", nargs="*",
@@ -363,6 +381,12 @@ def _add_tool_parsers(sub):
     ls.add_argument("experiments", nargs="*",
                     help="show these experiments' settings (names with or without number)")
     ls.add_argument("--profile", choices=PROFILES, help="only this profile (default: all four)")
+    pb = sub.add_parser("publish", help="copy a run's summaries and figures into results/<profile>/",
+                        description="copy the JSON, PNG, markdown and CSV files of each experiment of a run "
+                        "(and reproduce.json) into results/<profile>/, for committing")
+    pb.add_argument("--profile", default="cpu", choices=PROFILES, help="whose run to publish (default: cpu)")
+    pb.add_argument("--out", default=None, help="runs folder of the run (default: runs/ of the checkout)")
+    pb.add_argument("--dest", default=None, help="where to publish (default: results/ of the checkout)")
 
 # %% ../nbs/11_cli.ipynb #c062
 def build_parser() -> argparse.ArgumentParser:
@@ -448,6 +472,9 @@ def _dispatch(args) -> int:
         return _list(args)
     if args.command == "restore":
         return run_restore(args)
+    if args.command == "publish":
+        print(f"published to {publish_results(args.profile, args.out, args.dest)}")
+        return 0
     return 0
 
 

@@ -19,7 +19,7 @@ def read(path): return json.loads(Path(path).read_text())
 def test_help_on_every_subcommand():
     top = run("--help")
     assert top.returncode == 0 and "reproduce" in top.stdout
-    for cmd in ["reproduce", "make-data", "bench", "docs", "list", "restore"]:
+    for cmd in ["reproduce", "make-data", "bench", "docs", "list", "restore", "publish"]:
         r = run(cmd, "--help")
         assert r.returncode == 0 and f"usage: progressive-ir {cmd}" in r.stdout, (cmd, r.stdout, r.stderr)
 
