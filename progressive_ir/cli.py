@@ -204,7 +204,7 @@ def format_summary(summary) -> str:
     lines.append(f"failed: {', '.join(failed)}" if failed else "all experiments finished")
     return "\n".join(lines)
 
-# %% ../nbs/11_cli.ipynb #410b867c
+# %% ../nbs/11_cli.ipynb #a9a4d496
 PUBLISHED = (".json", ".png", ".md", ".csv")
 
 def publish_results(profile: str, runs=None, dest=None, max_bytes: int = 2_000_000) -> Path:

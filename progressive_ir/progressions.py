@@ -1398,8 +1398,8 @@ def _merged_summary(out_dir, kind, summaries, records):
 def _records(manifest, split):
     recs = manifest if isinstance(manifest, list) else read_manifest(manifest)
     if split is not None:
-        if split not in ("train", "val"):
-            raise ValueError(f"split: expected 'train', 'val' or None, got {split!r}")
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split: expected 'train', 'val', 'test' or None, got {split!r}")
         recs = [r for r in recs if r["split"] == split]
     return recs
 
