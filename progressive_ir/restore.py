@@ -268,8 +268,15 @@ def _recorded_base(folder: Path, meta: dict, adapter: dict) -> dict | None:
         if isinstance(params, dict) and (params.get("model") or params.get("preset")):
             keys = ("model", "preset", "seed")
             found = _base_from({k: params.get(k) for k in keys})
-            return dict(found, where=f"{run} (the training run)")
+            return dict(found, where=f"{run} (the training run)", vae=_fitted_vae(run, params),
+                        dtype=params.get("dtype"))
     return None
+
+def _fitted_vae(run: Path, params: dict):
+    "The VAE a training run fitted and trained with (experiment 05's `vae.fit`: `<run>/vae/`), or None."
+    vae = run.parent / "vae"
+    fitted = isinstance(params.get("vae"), dict) and params["vae"].get("fit")
+    return str(vae) if fitted and (vae / "config.json").is_file() else None
 
 def _size_in(section):
     "A (width, height) under 'train_size' or 'size' of a parameter section, or None."
@@ -316,8 +323,8 @@ def base_name(base: dict) -> str:
 class BaseModelWarning(UserWarning):
     "The base model asked for is not the one recorded with the LoRA."
 
-def choose_base(record: dict, model=None, preset=None) -> dict:
-    "The base model for a LoRA: `model` or `preset` when given, else the one recorded with it."
+def choose_base(record: dict, model=None, preset=None, vae=None) -> dict:
+    "The base model for a LoRA (`model` or `preset` when given, else the one recorded) and its VAE."
     if model is not None and preset is not None:
         raise ValueError(f"model and preset: give one, not both (got {model!r} and {preset!r})")
     recorded = record.get("base")
@@ -326,12 +333,15 @@ def choose_base(record: dict, model=None, preset=None) -> dict:
             raise ValueError(f"{record['path']}: this LoRA does not record its base model; name it "
                              "with --model ID|DIR or --preset NAME (model=/preset=)")
         return dict(model=recorded.get("model"), preset=recorded.get("preset"),
-                    seed=recorded.get("seed"), source=f"recorded: {recorded['where']}")
-    chosen = dict(model=model, preset=preset, seed=None, source="given")
+                    seed=recorded.get("seed"), vae=vae or recorded.get("vae"),
+                    dtype=recorded.get("dtype"), source=f"recorded: {recorded['where']}")
+    chosen = dict(model=model, preset=preset, seed=None, vae=vae, source="given")
     if recorded is not None and base_name(recorded) != base_name(chosen):
         warnings.warn(f"{record['path']}: this LoRA records the base model {base_name(recorded)} "
                       f"({recorded['where']}), but {base_name(chosen)} was asked for; its layers are "
                       "checked against that model before loading", BaseModelWarning, stacklevel=2)
+    elif recorded is not None:  # the recorded model named again: with the VAE it was trained with
+        chosen["vae"] = vae or recorded.get("vae")
     return chosen
 
 # %% ../nbs/12_restore.ipynb #c042
@@ -408,6 +418,8 @@ def base_transformer(base: dict):
 def resolve_base(base: dict, dtype=None, sampler=None) -> dict:
     "`base` with the seed of a random preset, the dtype and the sampler it will be loaded with."
     preset = base.get("preset")
+    if dtype is None and base.get("dtype"):  # the dtype the LoRA was trained in
+        dtype = getattr(torch, base["dtype"])
     if dtype is None:  # cogvideo.load_pipeline's default: float32 for the tiny preset, else bfloat16
         dtype = torch.float32 if preset == "tiny" else torch.bfloat16
     seed = (base.get("seed") or 0) if preset else None
@@ -432,17 +444,17 @@ def _load_lora_pipeline(record: dict, base: dict, device=None, offload: bool = F
     pipe = cogvideo.load_pipeline(model=base["model"], preset=base["preset"],
                                   dtype=getattr(torch, base["dtype"]), device=device, offload=offload,
                                   vae_slicing=vae_slicing, vae_tiling=vae_tiling, sampler=sampler,
-                                  seed=base["seed"] or 0)
+                                  seed=base["seed"] or 0, vae=base.get("vae"))
     check_lora_fits(pipe.transformer, record, base)
     cogvideo.load_lora(pipe, record["path"])
     return LoraPipeline(pipe, base, record)
 
 def open_lora_pipeline(lora, model=None, preset=None, device=None, dtype=None,
                        offload: bool = False, vae_slicing: bool = True, vae_tiling: bool = False,
-                       sampler=None) -> LoraPipeline:
+                       sampler=None, vae=None) -> LoraPipeline:
     "The base model of the LoRA `lora` (recorded, or `model`/`preset`) with the LoRA loaded."
     record = lora_record(lora)
-    base = resolve_base(choose_base(record, model, preset), dtype, sampler)
+    base = resolve_base(choose_base(record, model, preset, vae), dtype, sampler)
     return _load_lora_pipeline(record, base, device, offload, vae_slicing, vae_tiling)
 
 # %% ../nbs/12_restore.ipynb #c058
@@ -607,7 +619,7 @@ def _prompt_setting(prompting: dict):
 
 def _image_settings(base: dict, lora: dict, src, opts: dict, prompting: dict) -> dict:
     "Everything the outputs of one input depend on; a rerun with equal settings skips it."
-    base = {k: base.get(k) for k in ("model", "preset", "seed", "dtype", "sampler")}
+    base = {k: base.get(k) for k in ("model", "preset", "seed", "dtype", "sampler", "vae")}
     return _plain(dict(input=_input_id(src), base=base, lora=lora["sha1"],
                        prompt=_prompt_setting(prompting), **opts))
 
@@ -698,7 +710,7 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
                   captioner=None, refiner=None, steps: int = 50, guidance: float = 6.0, seed: int = 0,
                   frames: int = 9, work_size=None, output_size: str = "input", fps: int = 5,
                   model=None, preset=None, device=None, dtype=None, offload: bool = False,
-                  vae_slicing: bool = True, vae_tiling: bool = False, sampler=None,
+                  vae_slicing: bool = True, vae_tiling: bool = False, sampler=None, vae=None,
                   overwrite: bool = False, progress: bool = True) -> list:
     "Restore images with CogVideoX + LoRA (paper A): the last frame, trajectory, JSON record each."
     from tqdm.auto import tqdm
@@ -710,7 +722,7 @@ def restore_image(images, task: str, lora, out_dir="restored", prompt=None, scen
     if given and (model or preset):
         raise ValueError("model and preset: the LoraPipeline given holds its base model already")
     record = given.lora if given else lora_record(lora)
-    base = given.base if given else resolve_base(choose_base(record, model, preset), dtype, sampler)
+    base = given.base if given else resolve_base(choose_base(record, model, preset, vae), dtype, sampler)
     opts["work_size"] = list(opts["work_size"] or record["train_size"] or DEFAULT_WORK_SIZE)
     jobs = [_image_job(n, s, Path(out_dir), base, record, opts, prompting, overwrite)
             for n, s in inputs.items()]
@@ -1125,6 +1137,8 @@ def _image_arguments(p):
                    "(default: the one recorded with the LoRA)")
     g.add_argument("--preset", choices=list(cogvideo.PRESETS), help="base model with random "
                    "weights, for tests")
+    g.add_argument("--vae", metavar="DIR", help="VAE folder replacing the base model's (default: "
+                   "the VAE its training run fitted, if any)")
     _sampling_arguments(g, d)
     g.add_argument("--work-size", type=_size_arg, metavar="WxH", help="area the image is scaled "
                    "to, aspect kept (default: the LoRA's training size, else 1360x768)")
@@ -1161,7 +1175,7 @@ def _video_arguments(p):
     g.add_argument("--min-loaded", type=float, help="share of the model's tensors the checkpoint "
                    f"must fill (default: {d['min_loaded']})")
 
-IMAGE_FLAGS = ("task", "model", "preset", "prompt", "scene", "captioner", "refiner", "steps",
+IMAGE_FLAGS = ("task", "model", "preset", "vae", "prompt", "scene", "captioner", "refiner", "steps",
                "guidance", "seed", "frames", "work_size", "output_size", "fps", "sampler", "dtype",
                "cpu_offload", "vae_tiling", "no_vae_slicing")
 VIDEO_FLAGS = ("reference", "batch_size", "precision", "tile", "overlap", "crf", "channels_last",
@@ -1249,7 +1263,7 @@ def _run_images(args) -> int:
     _refuse_flags(args, VIDEO_FLAGS, "--promptir")
     if args.task is None:
         raise ValueError(f"--task: required with --lora (one of {', '.join(UNIFORM_PROMPTS)})")
-    kw = _given(args, ("model", "preset", "prompt", "steps", "guidance", "seed", "frames",
+    kw = _given(args, ("model", "preset", "vae", "prompt", "steps", "guidance", "seed", "frames",
                        "work_size", "output_size", "fps", "sampler"))
     memory = dict(offload=bool(args.cpu_offload), vae_slicing=not args.no_vae_slicing,
                   vae_tiling=bool(args.vae_tiling))
