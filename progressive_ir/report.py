@@ -6,6 +6,7 @@
 from __future__ import annotations
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,13 @@ PNG_DPI = 110  # resolution of the PNGs written and displayed
 
 class ReportFigure(Figure):
     "A matplotlib `Figure` that displays itself as a PNG in notebooks, whatever the matplotlib backend."
+    def suptitle(self, t, **kwargs):
+        "The figure's title, each line wrapped to the figure's width (a run's long label stays inside it)."
+        points = kwargs.get("fontsize") if isinstance(kwargs.get("fontsize"), (int, float)) else 10
+        chars = max(30, int(self.get_figwidth() * 72 / (0.55 * points)))
+        lines = [textwrap.fill(line, chars) for line in str(t).splitlines()]
+        return super().suptitle("\n".join(lines), **kwargs)
+
     def _repr_png_(self) -> bytes:
         buf = io.BytesIO()
         self.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight", facecolor="white")
