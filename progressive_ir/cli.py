@@ -14,10 +14,10 @@ from .progressions import parse_shard
 from .restore import add_restore_parser, run_restore
 
 # %% auto #0
-__all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'PUBLISHED', 'SUITES', 'QUARTO_HELP', 'list_experiments',
-           'select_experiments', 'parse_overrides', 'plan_overrides', 'run_experiment', 'figures_as_text', 'reproduce',
-           'format_summary', 'publish_results', 'describe_settings', 'describe_experiments', 'bench_scripts',
-           'run_bench', 'run_suite', 'build_docs', 'build_parser', 'main']
+__all__ = ['DATA_EXPERIMENTS', 'KERNEL_ARGUMENTS', 'KERNEL_WARNINGS', 'PUBLISHED', 'TRAINING_RECORDS', 'SUITES', 'QUARTO_HELP',
+           'list_experiments', 'select_experiments', 'parse_overrides', 'plan_overrides', 'run_experiment',
+           'figures_as_text', 'reproduce', 'format_summary', 'publish_results', 'describe_settings',
+           'describe_experiments', 'bench_scripts', 'run_bench', 'run_suite', 'build_docs', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c006
 DATA_EXPERIMENTS = ("01_progression_data",)
@@ -206,6 +206,13 @@ def format_summary(summary) -> str:
 
 # %% ../nbs/11_cli.ipynb #a9a4d496
 PUBLISHED = (".json", ".png", ".md", ".csv")
+TRAINING_RECORDS = ("history.csv", "curves.png")   # what a fit writes in its own folder (train.fit)
+
+def _published_files(exp: Path, max_bytes: int):
+    "An experiment's own result files and its fits' training records, as paths relative to `exp`."
+    own = [f for f in exp.iterdir() if f.is_file() and f.suffix in PUBLISHED]
+    records = [f for d in exp.iterdir() if d.is_dir() for f in (d / n for n in TRAINING_RECORDS) if f.is_file()]
+    return sorted(f.relative_to(exp) for f in own + records if f.stat().st_size <= max_bytes)
 
 def publish_results(profile: str, runs=None, dest=None, max_bytes: int = 2_000_000) -> Path:
     "Copy the summaries and figures of `<runs>/<profile>/<experiment>/` to `<dest>/<profile>/`; the folder."
@@ -216,10 +223,9 @@ def publish_results(profile: str, runs=None, dest=None, max_bytes: int = 2_000_0
     with atomic_dir(out) as tmp:
         shutil.copy2(src / "reproduce.json", tmp / "reproduce.json")
         for exp in sorted(p for p in src.iterdir() if p.is_dir() and p.name in list_experiments()):
-            files = [f for f in exp.iterdir() if f.suffix in PUBLISHED and f.stat().st_size <= max_bytes]
-            (tmp / exp.name).mkdir()
-            for f in sorted(files):
-                shutil.copy2(f, tmp / exp.name / f.name)
+            for f in _published_files(exp, max_bytes):
+                (tmp / exp.name / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(exp / f, tmp / exp.name / f)
     return out
 
 # %% ../nbs/11_cli.ipynb #c035
