@@ -116,20 +116,22 @@ def test_lora_of_another_base_model_names_both(data, tmp_path):
 
 
 def narrow_lora(folder):
-    "A real LoRA (save_lora) made on a narrower tiny transformer (attention width 16), recording nothing."
+    "A real LoRA made on a narrower tiny transformer (attention width 16), as another tool saves it: no lora.json."
     from diffusers import CogVideoXTransformer3DModel
     transformer = CogVideoXTransformer3DModel(**{**cogvideo.TINY_TRANSFORMER, "attention_head_dim": 8})
     cogvideo.add_lora(transformer, rank=4, alpha=4)
-    return cogvideo.save_lora(transformer, folder)
+    folder = cogvideo.save_lora(transformer, folder)
+    (folder / cogvideo.LORA_RECORD).unlink()  # cogvideo.load_lora would check the base it records
+    return folder
 
 
 def test_lora_fit_check_is_what_names_the_models(data, tmp_path, monkeypatch):
-    "Without the check, diffusers' size-mismatch RuntimeError is what a user would get."
+    "restore's check names both models before loading; without it, cogvideo.load_lora's layer check still refuses."
     lora = narrow_lora(tmp_path / "narrow")
     with pytest.raises(ValueError, match="made for another base model .*attention width 16.*preset 'tiny'"):
         restore.open_lora_pipeline(lora, preset="tiny")
     monkeypatch.setattr(restore, "check_lora_fits", lambda *a, **k: None)
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(ValueError, match="is for a layer of width 16, but .* has 32"):  # not diffusers' RuntimeError
         restore.open_lora_pipeline(lora, preset="tiny")
 
 
