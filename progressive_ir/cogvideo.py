@@ -27,7 +27,7 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'TINY_T5', 'SMALL_TRANSFORMER', 'PRESETS', 'TINY_WORDS', 'SAMPLERS', 'LORA_TARGETS', 'LORA_WEIGHTS',
            'LORA_RECORD', 'CACHE_RECORD', 'OBJECTIVES', 'TRUE_ROUND_TRIP', 'OVERFIT_SIZE', 'OVERFIT_LORA',
            'OVERFIT_TRAIN', 'tiny_tokenizer', 'build_random_pipeline', 'set_sampler', 'set_memory_options', 'load_vae',
-           'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'add_lora', 'count_trainable',
+           'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'count_trainable', 'add_lora',
            'save_lora', 'read_lora_record', 'load_lora', 'remove_lora', 'latent_frames', 'check_size',
            'pad_latent_frames', 'rotary_embeddings', 'image_latent_scale', 'encode_video', 'sample_generators',
            'per_sample_randn', 'sample_latents', 'encode_image_condition', 'encode_prompts', 'vae_round_trip',
@@ -466,6 +466,11 @@ def lora_targets(transformer, targets=LORA_TARGETS) -> list:
         )
     return targets
 
+# %% ../nbs/10_cogvideo.ipynb #c043
+def count_trainable(model) -> int:
+    "Number of parameters of `model` that require gradients."
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
 # %% ../nbs/10_cogvideo.ipynb #c042
 def add_lora(
     transformer,
@@ -499,11 +504,6 @@ def add_lora(
         transformer.add_adapter(config, adapter_name=adapter_name)
     cast_training_params(transformer, dtype=torch.float32)
     return transformer
-
-# %% ../nbs/10_cogvideo.ipynb #c043
-def count_trainable(model) -> int:
-    "Number of parameters of `model` that require gradients."
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/10_cogvideo.ipynb #c044
 def trainable_parameters(model) -> int:
@@ -1506,6 +1506,34 @@ def _write_sample(d, traj, target, fps, strip):
     if strip:
         frame_strip(traj, target, path=d / "strip.png")
 
+# %% ../nbs/10_cogvideo.ipynb #c136a
+def _dataset_item(dataset, i) -> dict:
+    "Item `i` as a dict, with the strength of its manifest record (a ProgressionVideoDataset's)."
+    item = dict(dataset[i])
+    manifest = getattr(dataset, "records", None)
+    if manifest is not None and "strength" in manifest[i]:
+        item.setdefault("strength", manifest[i]["strength"])
+    return item
+
+
+def _sample_text(item, i, negative_prompt_embeds) -> dict:
+    "The text arguments of one sample: its cached prompt embedding, else its prompt."
+    if "prompt_embeds" in item:
+        return dict(
+            prompt_embeds=item["prompt_embeds"], negative_prompt_embeds=negative_prompt_embeds
+        )
+    if item.get("prompt") is not None:
+        return dict(prompt=item["prompt"])
+    raise ValueError(f"dataset[{i}]: expected a 'prompt' or 'prompt_embeds' key")
+
+
+def _sample_record(item, sid, task, prompt, fields) -> dict:
+    "What a sample's record says about it: id, task, prompt, strength, prompt type, `fields`."
+    rec = dict(id=sid, task=task, prompt=prompt)
+    rec.update({k: item[k] for k in ("strength", "prompt_type") if k in item})
+    rec.update(fields or {})
+    return rec
+
 # %% ../nbs/10_cogvideo.ipynb #c137
 def restore_dataset(
     pipe,
@@ -1534,15 +1562,12 @@ def restore_dataset(
     settings = _restore_settings(
         pipe, frames, steps, guidance, seed, size, dynamic_cfg, first, lpips
     )
+    sampling = dict(frames=frames, steps=steps, guidance=guidance, seed=seed)
+    sampling.update(dynamic_cfg=dynamic_cfg, first=first)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    manifest = getattr(
-        dataset, "records", None
-    )  # ProgressionVideoDataset: the strength lives in the manifest
     records = []
     for i in tqdm(range(n), desc="restore", disable=not progress):
-        item = dict(dataset[i])
-        if manifest is not None and "strength" in manifest[i]:
-            item.setdefault("strength", manifest[i]["strength"])
+        item = _dataset_item(dataset, i)
         image, target, sid, task, prompt = _restore_inputs(item, i)
         done = sample_dir(out_dir, sid) / "metrics.json"
         if done.is_file() and read_json(done).get("settings") == settings:
@@ -1550,33 +1575,10 @@ def restore_dataset(
             continue
         if size is not None:
             image, target = resize_center_crop(image, size), resize_center_crop(target, size)
-        if "prompt_embeds" in item:
-            text = dict(
-                prompt_embeds=item["prompt_embeds"], negative_prompt_embeds=negative_prompt_embeds
-            )
-        elif prompt is not None:
-            text = dict(prompt=prompt)
-        else:
-            raise ValueError(f"dataset[{i}]: expected a 'prompt' or 'prompt_embeds' key")
-        traj = restore_trajectory(
-            pipe,
-            image,
-            frames=frames,
-            steps=steps,
-            guidance=guidance,
-            seed=seed,
-            dynamic_cfg=dynamic_cfg,
-            first=first,
-            **text,
-        )
+        text = _sample_text(item, i, negative_prompt_embeds)
+        traj = restore_trajectory(pipe, image, **sampling, **text)
         _write_sample(done.parent, traj, target, fps, strip)
-        rec = dict(
-            id=sid,
-            task=task,
-            prompt=prompt,
-            **{k: item[k] for k in ("strength", "prompt_type") if k in item},
-        )
-        rec.update(fields or {})
+        rec = _sample_record(item, sid, task, prompt, fields)
         rec.update(trajectory_metrics(traj, target, lpips=lpips), settings=settings)
         write_json(rec, done)
         records.append(rec)
@@ -1929,7 +1931,7 @@ def reloblur_dataset(root, size, prompt_type="uniform", limit=None, **kw) -> Blu
     pairs = reloblur_pairs(root)
     return BlurPairs(dict(list(pairs.items())[:limit]), size, prompt_type, label="ReLoBlur", **kw)
 
-
+# %% ../nbs/10_cogvideo.ipynb #c168b
 def synthetic_blur_dataset(
     images, size, length=9.0, angle=30.0, prompt_type="uniform", **kw
 ) -> BlurPairs:
@@ -1942,7 +1944,7 @@ def synthetic_blur_dataset(
         pairs[name] = (motion_blur(sharp, length, angle).clamp(0, 1), sharp)
     return BlurPairs(pairs, size, prompt_type, label="synthetic stand-in (not ReLoBlur)", **kw)
 
-
+# %% ../nbs/10_cogvideo.ipynb #c168d
 def blur_pairs(
     reloblur_root=None,
     size=(1360, 768),
