@@ -27,7 +27,7 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'TINY_T5', 'SMALL_TRANSFORMER', 'PRESETS', 'TINY_WORDS', 'SAMPLERS', 'LORA_TARGETS', 'LORA_WEIGHTS',
            'LORA_RECORD', 'CACHE_RECORD', 'OBJECTIVES', 'TRUE_ROUND_TRIP', 'OVERFIT_SIZE', 'OVERFIT_LORA',
            'OVERFIT_TRAIN', 'tiny_tokenizer', 'build_random_pipeline', 'set_sampler', 'set_memory_options', 'load_vae',
-           'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'count_trainable', 'add_lora',
+           'config_fingerprint', 'base_model', 'load_pipeline', 'lora_targets', 'add_lora', 'count_trainable',
            'save_lora', 'read_lora_record', 'load_lora', 'remove_lora', 'latent_frames', 'check_size',
            'pad_latent_frames', 'rotary_embeddings', 'image_latent_scale', 'encode_video', 'sample_generators',
            'per_sample_randn', 'sample_latents', 'encode_image_condition', 'encode_prompts', 'vae_round_trip',
@@ -466,11 +466,6 @@ def lora_targets(transformer, targets=LORA_TARGETS) -> list:
         )
     return targets
 
-# %% ../nbs/10_cogvideo.ipynb #c043
-def count_trainable(model) -> int:
-    "Number of parameters of `model` that require gradients."
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
 # %% ../nbs/10_cogvideo.ipynb #c042
 def add_lora(
     transformer,
@@ -504,6 +499,11 @@ def add_lora(
         transformer.add_adapter(config, adapter_name=adapter_name)
     cast_training_params(transformer, dtype=torch.float32)
     return transformer
+
+# %% ../nbs/10_cogvideo.ipynb #c043
+def count_trainable(model) -> int:
+    "Number of parameters of `model` that require gradients."
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/10_cogvideo.ipynb #c044
 def trainable_parameters(model) -> int:
@@ -1507,67 +1507,51 @@ def _write_sample(d, traj, target, fps, strip):
         frame_strip(traj, target, path=d / "strip.png")
 
 # %% ../nbs/10_cogvideo.ipynb #c136a
-def _dataset_item(dataset, i) -> dict:
-    "Item `i` as a dict, with the strength of its manifest record (a ProgressionVideoDataset's)."
+def _dataset_item(dataset, i, manifest) -> dict:
+    "Item `i` of `dataset`, with the `strength` of its manifest record (ProgressionVideoDataset)."
     item = dict(dataset[i])
-    manifest = getattr(dataset, "records", None)
     if manifest is not None and "strength" in manifest[i]:
         item.setdefault("strength", manifest[i]["strength"])
     return item
 
 
-def _sample_text(item, i, negative_prompt_embeds) -> dict:
-    "The text arguments of one sample: its cached prompt embedding, else its prompt."
+def _restore_text(item, i, prompt, negative_prompt_embeds) -> dict:
+    "The text arguments of `restore_trajectory` for an item: its cached embedding, or its prompt."
     if "prompt_embeds" in item:
         return dict(
             prompt_embeds=item["prompt_embeds"], negative_prompt_embeds=negative_prompt_embeds
         )
-    if item.get("prompt") is not None:
-        return dict(prompt=item["prompt"])
+    if prompt is not None:
+        return dict(prompt=prompt)
     raise ValueError(f"dataset[{i}]: expected a 'prompt' or 'prompt_embeds' key")
 
 
-def _sample_record(item, sid, task, prompt, fields) -> dict:
-    "What a sample's record says about it: id, task, prompt, strength, prompt type, `fields`."
+def _sample_record(item, sid, task, prompt, fields, metrics, settings) -> dict:
+    "One sample's record: id, task, prompt (strength, prompt_type), `fields`, metrics, settings."
     rec = dict(id=sid, task=task, prompt=prompt)
     rec.update({k: item[k] for k in ("strength", "prompt_type") if k in item})
     rec.update(fields or {})
+    rec.update(metrics, settings=settings)
     return rec
 
 # %% ../nbs/10_cogvideo.ipynb #c137
 def restore_dataset(
-    pipe,
-    dataset,
-    out_dir,
-    frames=9,
-    steps=50,
-    guidance=6.0,
-    seed=0,
-    size=None,
-    limit=None,
-    fps=5,
-    lpips=False,
-    negative_prompt_embeds=None,
-    dynamic_cfg=False,
-    first="input",
-    strip=True,
-    fields=None,
-    progress=True,
+    pipe, dataset, out_dir, frames=9, steps=50, guidance=6.0, seed=0, size=None, limit=None, fps=5,
+    lpips=False, negative_prompt_embeds=None, dynamic_cfg=False, first="input", strip=True,
+    fields=None, progress=True,
 ) -> list:
     "Restore each sample into `out_dir/<id>/` (frames, mp4, strip, metrics); the metric records."
     from tqdm.auto import tqdm
     from progressive_ir.metrics import trajectory_metrics
 
-    out_dir = Path(out_dir)
-    settings = _restore_settings(
-        pipe, frames, steps, guidance, seed, size, dynamic_cfg, first, lpips
-    )
     sampling = dict(frames=frames, steps=steps, guidance=guidance, seed=seed)
-    sampling.update(dynamic_cfg=dynamic_cfg, first=first)
+    sampling.update(dynamic_cfg=dynamic_cfg, first=first)  # restore_trajectory's sampling settings
+    settings = _restore_settings(pipe, size=size, lpips=lpips, **sampling)
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    manifest = getattr(dataset, "records", None)  # ProgressionVideoDataset: strengths live there
     records = []
     for i in tqdm(range(n), desc="restore", disable=not progress):
-        item = _dataset_item(dataset, i)
+        item = _dataset_item(dataset, i, manifest)
         image, target, sid, task, prompt = _restore_inputs(item, i)
         done = sample_dir(out_dir, sid) / "metrics.json"
         if done.is_file() and read_json(done).get("settings") == settings:
@@ -1575,11 +1559,11 @@ def restore_dataset(
             continue
         if size is not None:
             image, target = resize_center_crop(image, size), resize_center_crop(target, size)
-        text = _sample_text(item, i, negative_prompt_embeds)
+        text = _restore_text(item, i, prompt, negative_prompt_embeds)
         traj = restore_trajectory(pipe, image, **sampling, **text)
         _write_sample(done.parent, traj, target, fps, strip)
-        rec = _sample_record(item, sid, task, prompt, fields)
-        rec.update(trajectory_metrics(traj, target, lpips=lpips), settings=settings)
+        metrics = trajectory_metrics(traj, target, lpips=lpips)
+        rec = _sample_record(item, sid, task, prompt, fields, metrics, settings)
         write_json(rec, done)
         records.append(rec)
     return records
