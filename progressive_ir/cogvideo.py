@@ -37,7 +37,7 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'make_lora_step', 'prepare_lora_training', 'restore_trajectory', 'restore_dataset', 'make_eval_fn',
            'round_trip_curves', 'aggregate_curves', 'plot_round_trip_curves', 'check_memorised', 'memorisation_scores',
            'overfit_items', 'overfit_check', 'evaluate_baselines_on', 'last_frame_table', 'BlurPairs',
-           'reloblur_dataset', 'synthetic_blur_dataset', 'blur_pairs', 'trained_run', 'run_label']
+           'reloblur_dataset', 'synthetic_blur_dataset', 'blur_pairs', 'trained_run', 'fitted_vae', 'run_label']
 
 # %% ../nbs/10_cogvideo.ipynb #c006
 COGVIDEOX15_I2V = "THUDM/CogVideoX1.5-5B-I2V"
@@ -1966,8 +1966,13 @@ def trained_run(train_dir, model=None, preset=None) -> dict:
     else:
         base = dict(model=params["model"], preset=None if params["model"] else params["preset"])
     loras = {pt: train / pt / "lora" for pt in params["prompt_types"]}
-    vae = train / "vae" if (train / "vae" / "config.json").is_file() else None
-    return dict(train_dir=train, params=params, data=data, loras=loras, vae=vae, **base)
+    return dict(train_dir=train, params=params, data=data, loras=loras, vae=fitted_vae(train), **base)
+
+
+def fitted_vae(train_dir):
+    "The VAE folder a `05_cogvideo_train` run fitted and saved (`<run>/vae/`, under `vae.fit`), or None."
+    vae = Path(train_dir) / "vae"
+    return vae if (vae / "config.json").is_file() else None
 
 # %% ../nbs/10_cogvideo.ipynb #c173
 def run_label(profile, model=None, preset=None) -> str:

@@ -274,9 +274,9 @@ def _recorded_base(folder: Path, meta: dict, adapter: dict) -> dict | None:
 
 def _fitted_vae(run: Path, params: dict):
     "The VAE a training run fitted and trained with (experiment 05's `vae.fit`: `<run>/vae/`), or None."
-    vae = run.parent / "vae"
     fitted = isinstance(params.get("vae"), dict) and params["vae"].get("fit")
-    return str(vae) if fitted and (vae / "config.json").is_file() else None
+    vae = cogvideo.fitted_vae(run.parent) if fitted else None
+    return str(vae) if vae else None
 
 def _size_in(section):
     "A (width, height) under 'train_size' or 'size' of a parameter section, or None."
