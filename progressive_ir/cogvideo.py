@@ -37,7 +37,8 @@ __all__ = ['COGVIDEOX15_I2V', 'COGVIDEOX15_TRANSFORMER', 'COGVIDEOX15_VAE', 'COG
            'make_lora_step', 'prepare_lora_training', 'restore_trajectory', 'restore_dataset', 'make_eval_fn',
            'round_trip_curves', 'aggregate_curves', 'plot_round_trip_curves', 'check_memorised', 'memorisation_scores',
            'overfit_items', 'overfit_check', 'evaluate_baselines_on', 'last_frame_table', 'BlurPairs',
-           'reloblur_dataset', 'synthetic_blur_dataset', 'blur_pairs', 'trained_run', 'fitted_vae', 'run_label']
+           'reloblur_dataset', 'synthetic_blur_dataset', 'blur_pairs', 'trained_run', 'fitted_vae',
+           'restore_with_loras', 'run_label']
 
 # %% ../nbs/10_cogvideo.ipynb #c006
 COGVIDEOX15_I2V = "THUDM/CogVideoX1.5-5B-I2V"
@@ -1973,6 +1974,25 @@ def fitted_vae(train_dir):
     "The VAE folder a `05_cogvideo_train` run fitted and saved (`<run>/vae/`, under `vae.fit`), or None."
     vae = Path(train_dir) / "vae"
     return vae if (vae / "config.json").is_file() else None
+
+# %% ../nbs/10_cogvideo.ipynb #c172a
+def restore_with_loras(pipe, loras, datasets, out_dir, untrained=True, fields=None, **restore_kwargs):
+    "Each prompt type's dataset restored without (if `untrained`) and with its LoRA; records, folders."
+    records, folders = [], {}
+    for pt, lora in loras.items():
+        dataset = datasets(pt)
+        remove_lora(pipe.transformer)
+        runs = [("untrained", Path(out_dir) / "untrained" / pt)] if untrained else []
+        runs.append(("trained", Path(out_dir) / pt))
+        for kind, folder in runs:
+            if kind == "trained":
+                load_lora(pipe, lora)
+            name = f"{kind}, {pt} prompts"
+            method = "untrained" if kind == "untrained" else "cogvideo-lora"
+            tags = dict(method=method, prompt_type=pt, run=name, **(fields or {}))
+            folders[name] = folder
+            records += restore_dataset(pipe, dataset, folder, fields=tags, **restore_kwargs)
+    return records, folders
 
 # %% ../nbs/10_cogvideo.ipynb #c173
 def run_label(profile, model=None, preset=None) -> str:
